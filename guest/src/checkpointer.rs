@@ -1,0 +1,372 @@
+//! The write path and the reads: the durability contract of `checkpointer.wit`.
+
+use crate::codec;
+use crate::errors::{at_key, corruption, invalid, storage};
+use crate::keys::StageKeys;
+use crate::model::{
+    AckOutcome, Checkpoint, CommitOutcome, Corruption, CorruptionKind, Error, Fallback,
+    FencedInfo, Lookup, Options, Receipt, RegressionInfo, Resume, ResumeOrigin, ResumePoint,
+    TooLargeInfo, Watermark, Write, WriteOp,
+};
+use crate::ports::{Consumer, Storage};
+use crate::validate::{check_id, validate};
+
+/// Longest namespace, in bytes.
+pub const MAX_NAMESPACE_BYTES: usize = 64;
+/// Most checkpoints retained per stage; bounds the work of one write.
+pub const MAX_RETAINED: u32 = 10_000;
+/// Smallest accepted `max-checkpoint-bytes`: below it not even an empty checkpoint fits.
+pub const MIN_CHECKPOINT_BYTES: u32 = 64;
+
+/// Writes and reads checkpoints through a [`Storage`], acking through a [`Consumer`].
+pub struct Checkpointer<S, C> {
+    options: Options,
+    storage: S,
+    consumer: C,
+}
+
+/// A stored latest checkpoint, decoded, with the bytes and version it was read with.
+struct Stored {
+    checkpoint: Checkpoint,
+    bytes: Vec<u8>,
+    version: u64,
+}
+
+impl<S: Storage, C: Consumer> Checkpointer<S, C> {
+    /// Validates `options`; does no I/O.
+    pub fn open(options: Options, storage: S, consumer: C) -> Result<Self, Error> {
+        check_options(&options)?;
+        Ok(Self { options, storage, consumer })
+    }
+
+    /// The options this checkpointer was opened with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The storage, for tests and native callers that inspect it.
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    /// The consumer, for tests and native callers that inspect it.
+    pub fn consumer_mut(&mut self) -> &mut C {
+        &mut self.consumer
+    }
+
+    /// Makes `checkpoint` the durable latest of its stage, then acks `batch`. See `write` in
+    /// `checkpointer.wit` for every step and error.
+    pub fn write(&mut self, checkpoint: &Checkpoint, batch: &[String]) -> Result<Receipt, Error> {
+        // 1. Validate, bound and encode: no I/O yet.
+        validate(checkpoint)?;
+        let size = codec::encoded_len(checkpoint);
+        let limit = self.options.max_checkpoint_bytes;
+        if size > limit as usize {
+            return Err(Error::TooLarge(TooLargeInfo { size: size as u64, limit: u64::from(limit) }));
+        }
+        let bytes = codec::encode_valid(checkpoint)?;
+        let keys = self.keys(&checkpoint.run_id, &checkpoint.stage);
+        let latest_key = keys.latest();
+
+        // 2. Read the stored latest; a damaged one fails closed.
+        let stored = self.read_latest(&keys, &latest_key)?;
+
+        // 3. Replay, fencing and regression, before any write.
+        let expected_version = match &stored {
+            Some(stored) if stored.bytes == bytes => {
+                let acks = self.ack(batch);
+                return Ok(Receipt {
+                    sequence: checkpoint.sequence,
+                    version: stored.version,
+                    replayed: true,
+                    pruned: 0,
+                    acks,
+                });
+            }
+            Some(stored) => {
+                check_progress(&stored.checkpoint, checkpoint)?;
+                stored.version
+            }
+            None => 0,
+        };
+
+        // 4. One conditional batch: the new latest, its retained copy, the pruning.
+        let retained = self
+            .storage
+            .list_keys(&keys.history_prefix())
+            .map_err(|e| storage("listing retained checkpoints", e))?;
+        let mut retained: Vec<(u64, String)> = retained
+            .into_iter()
+            .filter_map(|key| keys.history_sequence(&key).map(|sequence| (sequence, key)))
+            .filter(|(sequence, _)| *sequence != checkpoint.sequence)
+            .collect();
+        retained.sort_unstable();
+        // The new copy counts as one of max-retained, so max-retained 1 keeps no copies at all.
+        let keep_old = if self.options.max_retained > 1 { self.options.max_retained as usize - 1 } else { 0 };
+        let prune = retained.len().saturating_sub(keep_old);
+
+        let mut writes = Vec::with_capacity(2 + prune);
+        if self.options.max_retained > 1 {
+            writes.push(Write {
+                key: keys.history(checkpoint.sequence),
+                expected_version: None,
+                op: WriteOp::Put(bytes.clone()),
+            });
+        }
+        writes.extend(retained.into_iter().take(prune).map(|(_, key)| Write {
+            key,
+            expected_version: None,
+            op: WriteOp::Delete,
+        }));
+        // The latest goes last: its condition serialises every writer of the stage, and the
+        // unconditional writes before it only ever apply together with it.
+        writes.push(Write { key: latest_key, expected_version: Some(expected_version), op: WriteOp::Put(bytes) });
+
+        let version = match self.storage.commit(&writes).map_err(|e| storage("committing checkpoint", e))? {
+            CommitOutcome::Committed(versions) => versions.last().copied().unwrap_or_default(),
+            CommitOutcome::Conflict(index) => {
+                return Err(Error::Conflict(format!(
+                    "{} changed since it was read (write {index} of {}); re-read and retry",
+                    writes.get(index as usize).map_or("the stage", |w| w.key.as_str()),
+                    writes.len()
+                )));
+            }
+        };
+
+        // 5. Only now, with the checkpoint durable: ack.
+        let acks = self.ack(batch);
+        Ok(Receipt { sequence: checkpoint.sequence, version, replayed: false, pruned: prune as u32, acks })
+    }
+
+    /// The latest checkpoint of a stage. Never writes.
+    pub fn get(&mut self, run_id: &str, stage: &str) -> Result<Checkpoint, Error> {
+        check_id("run-id", run_id)?;
+        check_id("stage", stage)?;
+        let keys = self.keys(run_id, stage);
+        match self.read_latest(&keys, &keys.latest())? {
+            Some(stored) => Ok(stored.checkpoint),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    /// Where a stage should restart, falling back to the newest intact retained copy when the
+    /// latest is damaged or missing. Never writes.
+    pub fn resume_point(&mut self, run_id: &str, stage: &str) -> Result<Resume, Error> {
+        check_id("run-id", run_id)?;
+        check_id("stage", stage)?;
+        let keys = self.keys(run_id, stage);
+        let latest_key = keys.latest();
+        let first_damage = match self.read_latest(&keys, &latest_key) {
+            Ok(Some(stored)) => {
+                return Ok(Resume { point: resume_point_of(&stored.checkpoint), origin: ResumeOrigin::Latest });
+            }
+            Ok(None) => None,
+            Err(Error::Corrupt(damage)) => Some(damage),
+            Err(other) => return Err(other),
+        };
+        let mut retained = self.retained_keys(&keys)?;
+        if first_damage.is_none() && retained.is_empty() {
+            return Ok(Resume {
+                point: ResumePoint {
+                    run_id: run_id.to_string(),
+                    stage: stage.to_string(),
+                    sequence: 0,
+                    epoch: 0,
+                    watermark: Watermark { offset: 0, event_time_ms: 0 },
+                },
+                origin: ResumeOrigin::Fresh,
+            });
+        }
+        let mut skipped = vec![first_damage.unwrap_or_else(|| {
+            at_key(corruption(CorruptionKind::Malformed, "latest is missing while retained copies exist"), &latest_key)
+        })];
+        retained.reverse();
+        for (_, key) in retained {
+            match self.read_checkpoint(&keys, &key)? {
+                Ok(Some((checkpoint, _))) => {
+                    return Ok(Resume {
+                        point: resume_point_of(&checkpoint),
+                        origin: ResumeOrigin::Fallback(Fallback { skipped }),
+                    });
+                }
+                Ok(None) => {} // pruned between list and get
+                Err(damage) => skipped.push(damage),
+            }
+        }
+        let mut damage = skipped.swap_remove(0);
+        damage.detail = format!("{}; no intact retained copy ({} damaged)", damage.detail, skipped.len());
+        Err(Error::Corrupt(damage))
+    }
+
+    /// Retained checkpoints, oldest first; the latest alone when none are retained. Never writes.
+    pub fn history(&mut self, run_id: &str, stage: &str) -> Result<Vec<Checkpoint>, Error> {
+        check_id("run-id", run_id)?;
+        check_id("stage", stage)?;
+        let keys = self.keys(run_id, stage);
+        let retained = self.retained_keys(&keys)?;
+        if retained.is_empty() {
+            return Ok(self.read_latest(&keys, &keys.latest())?.map(|s| s.checkpoint).into_iter().collect());
+        }
+        let mut out = Vec::with_capacity(retained.len());
+        for (_, key) in retained {
+            if let Some((checkpoint, _)) = self.read_checkpoint(&keys, &key)?.map_err(Error::Corrupt)? {
+                out.push(checkpoint);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every key of a stage in one commit; damaged data is removed too (this is the
+    /// repair tool). Returns how many keys existed.
+    pub fn delete(&mut self, run_id: &str, stage: &str) -> Result<u32, Error> {
+        check_id("run-id", run_id)?;
+        check_id("stage", stage)?;
+        let keys = self.keys(run_id, stage);
+        let latest_key = keys.latest();
+        let latest = self.storage.get(&latest_key).map_err(|e| storage("reading latest", e))?;
+        let mut writes: Vec<Write> = self
+            .retained_keys(&keys)?
+            .into_iter()
+            .map(|(_, key)| Write { key, expected_version: None, op: WriteOp::Delete })
+            .collect();
+        if let Lookup::Found(entry) = latest {
+            writes.push(Write { key: latest_key, expected_version: Some(entry.version), op: WriteOp::Delete });
+        }
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        match self.storage.commit(&writes).map_err(|e| storage("deleting checkpoints", e))? {
+            CommitOutcome::Committed(_) => Ok(writes.len() as u32),
+            CommitOutcome::Conflict(_) => {
+                Err(Error::Conflict("the stage was written while being deleted; re-read and retry".into()))
+            }
+        }
+    }
+
+    fn keys(&self, run_id: &str, stage: &str) -> StageKeys {
+        StageKeys::new(&self.options.namespace, run_id, stage)
+    }
+
+    fn ack(&mut self, batch: &[String]) -> AckOutcome {
+        if batch.is_empty() {
+            return AckOutcome::Acked(0);
+        }
+        match self.consumer.ack(batch) {
+            Ok(()) => AckOutcome::Acked(batch.len() as u32),
+            Err(reason) => AckOutcome::Failed(reason),
+        }
+    }
+
+    /// The stage's latest, decoded and checked to belong to the stage. `Err(Corrupt)` if damaged.
+    fn read_latest(&mut self, keys: &StageKeys, key: &str) -> Result<Option<Stored>, Error> {
+        match self.storage.get(key).map_err(|e| storage("reading latest", e))? {
+            Lookup::Missing => Ok(None),
+            Lookup::Found(entry) => {
+                let checkpoint = decode_for(&self.options.namespace, keys, key, &entry.value).map_err(Error::Corrupt)?;
+                Ok(Some(Stored { checkpoint, bytes: entry.value, version: entry.version }))
+            }
+        }
+    }
+
+    /// One stored checkpoint: `Ok(Err(damage))` when its bytes are damaged, `Err` when storage failed.
+    #[allow(clippy::type_complexity)]
+    fn read_checkpoint(
+        &mut self,
+        keys: &StageKeys,
+        key: &str,
+    ) -> Result<Result<Option<(Checkpoint, u64)>, Corruption>, Error> {
+        match self.storage.get(key).map_err(|e| storage("reading retained checkpoint", e))? {
+            Lookup::Missing => Ok(Ok(None)),
+            Lookup::Found(entry) => Ok(decode_for(&self.options.namespace, keys, key, &entry.value).map(|c| Some((c, entry.version)))),
+        }
+    }
+
+    /// Retained copies' (sequence, key), ascending.
+    fn retained_keys(&mut self, keys: &StageKeys) -> Result<Vec<(u64, String)>, Error> {
+        let listed = self
+            .storage
+            .list_keys(&keys.history_prefix())
+            .map_err(|e| storage("listing retained checkpoints", e))?;
+        let mut retained: Vec<(u64, String)> =
+            listed.into_iter().filter_map(|key| keys.history_sequence(&key).map(|s| (s, key))).collect();
+        retained.sort_unstable();
+        Ok(retained)
+    }
+}
+
+/// Decodes stored bytes and checks they belong under `key`.
+fn decode_for(namespace: &str, keys: &StageKeys, key: &str, bytes: &[u8]) -> Result<Checkpoint, Corruption> {
+    let checkpoint = codec::decode(bytes).map_err(|c| at_key(c, key))?;
+    let own = StageKeys::new(namespace, &checkpoint.run_id, &checkpoint.stage);
+    let in_place = own == *keys
+        && keys.history_sequence(key).is_none_or(|sequence| sequence == checkpoint.sequence);
+    if !in_place {
+        return Err(at_key(
+            corruption(
+                CorruptionKind::Misplaced,
+                format!(
+                    "holds run {:?} stage {:?} sequence {}",
+                    checkpoint.run_id, checkpoint.stage, checkpoint.sequence
+                ),
+            ),
+            key,
+        ));
+    }
+    Ok(checkpoint)
+}
+
+/// Fencing first (a stale owner must stop, whatever it wrote), then the three orderings.
+pub(crate) fn check_progress(stored: &Checkpoint, next: &Checkpoint) -> Result<(), Error> {
+    if next.epoch < stored.epoch {
+        return Err(Error::Fenced(FencedInfo { stored_epoch: stored.epoch, attempted_epoch: next.epoch }));
+    }
+    let field = if next.sequence <= stored.sequence {
+        "sequence"
+    } else if next.watermark.offset < stored.watermark.offset {
+        "offset"
+    } else if next.watermark.event_time_ms < stored.watermark.event_time_ms {
+        "event-time"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Regression(RegressionInfo {
+        stored_sequence: stored.sequence,
+        stored_watermark: stored.watermark,
+        attempted_sequence: next.sequence,
+        attempted_watermark: next.watermark,
+        field: field.to_string(),
+    }))
+}
+
+pub(crate) fn resume_point_of(c: &Checkpoint) -> ResumePoint {
+    ResumePoint {
+        run_id: c.run_id.clone(),
+        stage: c.stage.clone(),
+        sequence: c.sequence,
+        epoch: c.epoch,
+        watermark: c.watermark,
+    }
+}
+
+fn check_options(options: &Options) -> Result<(), Error> {
+    let ns = &options.namespace;
+    if ns.is_empty() || ns.len() > MAX_NAMESPACE_BYTES {
+        return Err(invalid("namespace", format!("{} bytes, must be 1 to {MAX_NAMESPACE_BYTES}", ns.len())));
+    }
+    if let Some(bad) = ns.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+        return Err(invalid("namespace", format!("{bad:?} is not one of A-Z a-z 0-9 _ - .")));
+    }
+    if options.max_retained == 0 || options.max_retained > MAX_RETAINED {
+        return Err(invalid("max-retained", format!("{}, must be 1 to {MAX_RETAINED}", options.max_retained)));
+    }
+    if options.max_checkpoint_bytes < MIN_CHECKPOINT_BYTES {
+        return Err(invalid(
+            "max-checkpoint-bytes",
+            format!("{}, must be at least {MIN_CHECKPOINT_BYTES}", options.max_checkpoint_bytes),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

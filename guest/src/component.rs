@@ -1,0 +1,117 @@
+//! The component's glue: exports the logic through the generated bindings and supplies it the
+//! host's imports. Built only for wasm32.
+
+use crate::bindings::exports::pipeline::checkpoint::{checkpointer, codec};
+use crate::bindings::pipeline::checkpoint::{consumer, storage};
+use crate::model::{
+    BatchProgress, Changelog, Checkpoint, CommitOutcome, DriverOptions, Error, Lookup, Options,
+    ProcessedMessage, Progress, Receipt, Resume, ResumePoint, StorageError, Write,
+};
+use crate::{Consumer, Storage};
+use std::cell::RefCell;
+
+/// The host's `storage` import.
+struct HostStorage;
+
+impl Storage for HostStorage {
+    fn get(&mut self, key: &str) -> Result<Lookup, StorageError> {
+        storage::get(key)
+    }
+    fn commit(&mut self, writes: &[Write]) -> Result<CommitOutcome, StorageError> {
+        storage::commit(writes)
+    }
+    fn list_keys(&mut self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        storage::list_keys(prefix)
+    }
+}
+
+/// The host's `consumer` import.
+struct HostConsumer;
+
+impl Consumer for HostConsumer {
+    fn ack(&mut self, message_ids: &[String]) -> Result<(), String> {
+        consumer::ack(message_ids)
+    }
+}
+
+type Logic = crate::Checkpointer<HostStorage, HostConsumer>;
+
+struct Component;
+
+// Resource methods take &self; the component is single-threaded and never re-entered during a
+// call (imports cannot call back in), so RefCell borrows cannot overlap.
+struct CheckpointerResource(RefCell<Logic>);
+struct DriverResource(RefCell<crate::Driver<HostStorage, HostConsumer>>);
+
+impl checkpointer::Guest for Component {
+    type Checkpointer = CheckpointerResource;
+    type Driver = DriverResource;
+}
+
+impl checkpointer::GuestCheckpointer for CheckpointerResource {
+    fn open(options: Options) -> Result<checkpointer::Checkpointer, Error> {
+        let logic = Logic::open(options, HostStorage, HostConsumer)?;
+        Ok(checkpointer::Checkpointer::new(CheckpointerResource(RefCell::new(logic))))
+    }
+    fn write(&self, checkpoint: Checkpoint, batch: Vec<String>) -> Result<Receipt, Error> {
+        self.0.borrow_mut().write(&checkpoint, &batch)
+    }
+    fn get(&self, run_id: String, stage: String) -> Result<Checkpoint, Error> {
+        self.0.borrow_mut().get(&run_id, &stage)
+    }
+    fn resume_point(&self, run_id: String, stage: String) -> Result<Resume, Error> {
+        self.0.borrow_mut().resume_point(&run_id, &stage)
+    }
+    fn history(&self, run_id: String, stage: String) -> Result<Vec<Checkpoint>, Error> {
+        self.0.borrow_mut().history(&run_id, &stage)
+    }
+    fn delete(&self, run_id: String, stage: String) -> Result<u32, Error> {
+        self.0.borrow_mut().delete(&run_id, &stage)
+    }
+    fn open_driver(&self, options: DriverOptions) -> Result<checkpointer::Driver, Error> {
+        let logic = Logic::open(self.0.borrow().options().clone(), HostStorage, HostConsumer)?;
+        let driver = crate::Driver::open(logic, options)?;
+        Ok(checkpointer::Driver::new(DriverResource(RefCell::new(driver))))
+    }
+}
+
+impl checkpointer::GuestDriver for DriverResource {
+    fn resumed_from(&self) -> Resume {
+        self.0.borrow().resumed_from().clone()
+    }
+    fn cursor(&self) -> ResumePoint {
+        self.0.borrow().cursor().clone()
+    }
+    fn record_processed(&self, message: ProcessedMessage, now_ms: u64) -> Result<Progress, Error> {
+        self.0.borrow_mut().record_processed(message, now_ms)
+    }
+    fn record_processed_batch(&self, messages: Vec<ProcessedMessage>, now_ms: u64) -> Result<BatchProgress, Error> {
+        self.0.borrow_mut().record_processed_batch(messages, now_ms)
+    }
+    fn flush(&self, now_ms: u64) -> Result<Progress, Error> {
+        self.0.borrow_mut().flush(now_ms)
+    }
+    fn changelog(&self) -> Changelog {
+        self.0.borrow().changelog()
+    }
+}
+
+impl codec::Guest for Component {
+    fn encode(checkpoint: Checkpoint) -> Result<Vec<u8>, Error> {
+        crate::codec::encode(&checkpoint)
+    }
+    fn decode(bytes: Vec<u8>) -> Result<Checkpoint, Error> {
+        crate::codec::decode(&bytes).map_err(Error::Corrupt)
+    }
+    fn validate(checkpoint: Checkpoint) -> Result<(), Error> {
+        crate::validate::validate(&checkpoint)
+    }
+    fn chain_signature(checkpoints: Vec<Checkpoint>) -> Result<String, Error> {
+        crate::codec::chain_signature(&checkpoints)
+    }
+    fn resume_point_for_stage(checkpoints: Vec<Checkpoint>, stage: String) -> Result<ResumePoint, Error> {
+        crate::codec::resume_point_for_stage(&checkpoints, &stage)
+    }
+}
+
+crate::bindings::export!(Component with_types_in crate::bindings);

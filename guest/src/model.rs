@@ -1,0 +1,14 @@
+//! The contract's records, as generated from `wit/` (see `types.wit`, `storage.wit`,
+//! `checkpointer.wit` for the meaning of every field).
+
+pub use crate::bindings::exports::pipeline::checkpoint::checkpointer::{
+    AckOutcome, BatchProgress, ChangeEvent, ChangeKind, Changelog, DriverOptions, Fallback,
+    Options, OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, Resume, ResumeOrigin,
+};
+pub use crate::bindings::pipeline::checkpoint::storage::{
+    CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp,
+};
+pub use crate::bindings::pipeline::checkpoint::types::{
+    Checkpoint, Corruption, CorruptionKind, Error, FencedInfo, InvalidInput, OperatorState,
+    RegressionInfo, ResumePoint, SinkPosition, SourcePosition, TooLargeInfo, Watermark,
+};
