@@ -1,0 +1,57 @@
+# Entry points (each works on a fresh machine without an earlier step):
+#   make setup      install the guest toolchain (scripts/setup.sh; seconds when already done)
+#   make build      guest component -> target/checkpoint.wasm (validated), then the host `ckpt`
+#   make run        setup + build + `ckpt demo`
+#   make test       setup + build + clippy + workspace tests + component shape check
+#   make clippy     clippy, release, all targets, -D warnings
+#   make fmt-check  rustfmt --check
+# CARGO_FLAGS is passed to every cargo build/test (CI uses --locked).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+# rustup's cargo (1.95) builds the host; put it on PATH when the shell did not.
+ifeq ($(shell command -v cargo 2>/dev/null),)
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+endif
+
+CARGO ?= cargo
+CARGO_FLAGS ?=
+export CKPT_CARGO_FLAGS := $(CARGO_FLAGS)
+
+COMPONENT := target/checkpoint.wasm
+CKPT := target/release/ckpt
+DEMO_ARGS ?=
+
+.PHONY: setup guest host build run test clippy fmt-check check-component
+
+setup:
+	bash scripts/setup.sh
+
+# The guest's cargo build is incremental, so it simply runs each time; the copy to
+# $(COMPONENT) is rewritten only when its bytes change.
+guest: setup
+	bash scripts/build-guest.sh
+
+# The host embeds $(COMPONENT) at compile time (host/build.rs).
+host: guest
+	$(CARGO) build --release $(CARGO_FLAGS) -p checkpoint-host
+
+build: guest host
+
+run: build
+	$(CKPT) demo $(DEMO_ARGS)
+
+check-component: guest
+	bash scripts/check-component.sh $(COMPONENT)
+
+# --workspace includes checkpoint-guest, whose unit tests run natively.
+test: build check-component clippy
+	$(CARGO) test --release $(CARGO_FLAGS) --workspace
+
+clippy: guest
+	$(CARGO) clippy --release $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
