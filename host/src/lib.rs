@@ -1,0 +1,74 @@
+//! Embeds the checkpoint component (`pipeline:checkpoint@0.1.0`) with wasmtime.
+//!
+//! The checkpoint logic (validation, ordering, fencing, retention, encoding, resume points)
+//! runs inside the WebAssembly component; this crate supplies what it imports (a [`Storage`]
+//! backend and a [`Consumer`] for acks) and typed handles on what it exports
+//! ([`Checkpointer`], [`Driver`], [`Codec`]). One [`Runtime`] per process compiles the
+//! component once (cached on disk) and gives every handle its own sandboxed instance, with a
+//! memory limit and a deadline on every call.
+//!
+//! ```no_run
+//! use checkpoint_host::consumer::NullConsumer;
+//! use checkpoint_host::storage::open_storage;
+//! use checkpoint_host::{Checkpoint, Checkpointer, Options, Watermark};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let storage = open_storage("sqlite:checkpoints.db")?;
+//! let options = Options {
+//!     namespace: "orders".into(),
+//!     max_retained: 3,
+//!     max_checkpoint_bytes: 1 << 20,
+//! };
+//! let mut checkpointer = Checkpointer::open(storage, Box::new(NullConsumer), &options)?;
+//!
+//! let checkpoint = Checkpoint {
+//!     run_id: "run-1".into(),
+//!     stage: "enrich".into(),
+//!     sequence: 1,
+//!     epoch: 1,
+//!     watermark: Watermark { offset: 42, event_time_ms: 1_700_000_000_000 },
+//!     sources: vec![],
+//!     sinks: vec![],
+//!     operator_states: vec![],
+//!     idempotency_key: String::new(),
+//!     at_ms: 1_700_000_000_500,
+//! };
+//! // Durable first, then the messages are acked.
+//! let receipt = checkpointer.write(&checkpoint, &["m-41".to_string()])?;
+//! assert_eq!(receipt.sequence, 1);
+//!
+//! let resume = checkpointer.resume_point("run-1", "enrich")?;
+//! assert_eq!(resume.point.watermark.offset, 42);
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+#[allow(
+    missing_docs,
+    reason = "generated from the WIT; its docs come from the WIT comments"
+)]
+mod bindings;
+mod checkpointer;
+pub mod consumer;
+mod error;
+mod runtime;
+pub mod storage;
+
+pub use checkpointer::{Checkpointer, Codec, Driver};
+pub use consumer::Consumer;
+pub use error::Error;
+pub use runtime::{ArtifactSource, Runtime, RuntimeConfig};
+pub use storage::Storage;
+
+pub use bindings::checkpointer_api::{
+    AckOutcome, BatchProgress, ChangeEvent, ChangeKind, Changelog, DriverOptions, Fallback,
+    Options, OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, Resume, ResumeOrigin,
+};
+pub use bindings::storage::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
+pub use bindings::types::{
+    Checkpoint, Corruption, CorruptionKind, Error as CheckpointError, FencedInfo, InvalidInput,
+    OperatorState, RegressionInfo, ResumePoint, SinkPosition, SourcePosition, TooLargeInfo,
+    Watermark,
+};

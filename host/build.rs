@@ -1,0 +1,68 @@
+//! Locates the guest component that the library embeds with `include_bytes!`.
+//!
+//! The component is built by `make build` into `<workspace>/target/checkpoint.wasm`;
+//! `CKPT_COMPONENT_WASM` overrides the path (an absolute path, or one relative to this crate).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::exit;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=CKPT_COMPONENT_WASM");
+
+    let manifest_dir = match env::var_os("CARGO_MANIFEST_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => fail("CARGO_MANIFEST_DIR is not set: build this crate with cargo"),
+    };
+    let workspace_dir = manifest_dir.join("..");
+
+    let wasm = match env::var_os("CKPT_COMPONENT_WASM") {
+        Some(path) if !path.is_empty() => manifest_dir.join(path),
+        _ => workspace_dir.join("target").join("checkpoint.wasm"),
+    };
+    let wasm = std::path::absolute(&wasm).unwrap_or(wasm);
+    // Cargo re-runs this script when the component changes (or appears).
+    println!("cargo:rerun-if-changed={}", wasm.display());
+    if !wasm.is_file() {
+        fail(&format!(
+            "the guest component {} does not exist: run `make build` (builds the guest component \
+             first), or point CKPT_COMPONENT_WASM at a built component",
+            wasm.display()
+        ));
+    }
+    println!("cargo:rustc-env=CKPT_COMPONENT_WASM={}", wasm.display());
+
+    // The artifact cache is keyed by the wasmtime version; Cargo.lock is where it is pinned.
+    let lock = workspace_dir.join("Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let version = locked_version(&lock, "wasmtime").unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=CKPT_WASMTIME_VERSION={version}");
+}
+
+/// The version of `package` recorded in a Cargo.lock, if it is there exactly once.
+fn locked_version(lock: &Path, package: &str) -> Option<String> {
+    let text = std::fs::read_to_string(lock).ok()?;
+    let wanted = format!("name = \"{package}\"");
+    let mut found = None;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == wanted {
+            let version = lines
+                .next()?
+                .trim()
+                .strip_prefix("version = \"")?
+                .strip_suffix('"')?;
+            if found.is_some() {
+                return None;
+            }
+            found = Some(version.to_owned());
+        }
+    }
+    found
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    exit(1)
+}

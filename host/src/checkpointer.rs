@@ -1,0 +1,312 @@
+//! Typed handles on the component's exports: [`Checkpointer`], [`Driver`] and [`Codec`].
+//!
+//! Each handle owns a wasmtime store with its own instance of the component. Dropping a
+//! handle drops the store at once: no guest code runs, nothing is flushed (which is how a
+//! crash is simulated).
+
+use wasmtime::component::ResourceAny;
+
+use crate::bindings::checkpointer_api::{
+    BatchProgress, Changelog, DriverOptions, Options, ProcessedMessage, Progress, Receipt, Resume,
+};
+use crate::bindings::types::{Checkpoint, ResumePoint};
+use crate::consumer::{Consumer, NullConsumer};
+use crate::error::Error;
+use crate::runtime::{Instance, Runtime};
+use crate::storage::{MemoryStorage, Storage};
+
+/// Flattens a guest answer `result<T, error>` into the library's error.
+fn answer<T>(r: Result<T, crate::CheckpointError>) -> Result<T, Error> {
+    r.map_err(Error::Checkpoint)
+}
+
+fn shared_runtime() -> Result<&'static Runtime, Error> {
+    Runtime::shared().map_err(Error::Runtime)
+}
+
+/// Writes and reads the checkpoints of one namespace of a store, through the component.
+///
+/// Not `Sync`: use it from one thread at a time (it is `Send`).
+pub struct Checkpointer {
+    instance: Instance,
+    handle: ResourceAny,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer").finish_non_exhaustive()
+    }
+}
+
+impl Checkpointer {
+    /// Opens a checkpointer on [`Runtime::shared`]. See [`Checkpointer::open_in`].
+    pub fn open(
+        storage: Box<dyn Storage>,
+        consumer: Box<dyn Consumer>,
+        options: &Options,
+    ) -> Result<Self, Error> {
+        Self::open_in(shared_runtime()?, storage, consumer, options)
+    }
+
+    /// Opens a checkpointer in its own instance of the component on `runtime`, over `storage`
+    /// and `consumer`. Fails with `invalid` for bad options; does no storage I/O.
+    pub fn open_in(
+        runtime: &Runtime,
+        storage: Box<dyn Storage>,
+        consumer: Box<dyn Consumer>,
+        options: &Options,
+    ) -> Result<Self, Error> {
+        let mut instance = runtime.instantiate(storage, consumer)?;
+        let handle = instance.call("checkpointer.open", |g, s| {
+            g.pipeline_checkpoint_checkpointer()
+                .checkpointer()
+                .call_open(s, options)
+        })?;
+        Ok(Self {
+            instance,
+            handle: answer(handle)?,
+        })
+    }
+
+    /// Makes `checkpoint` the durable latest of its (run-id, stage), then acks `batch`.
+    ///
+    /// Refuses (before any write) an invalid or too large checkpoint, damaged stored data, a
+    /// move backwards and a stale epoch; `conflict` when the stage changed concurrently. An
+    /// ack failure does not fail the call: see [`Receipt::acks`].
+    pub fn write(&mut self, checkpoint: &Checkpoint, batch: &[String]) -> Result<Receipt, Error> {
+        let handle = self.handle;
+        answer(self.instance.call("checkpointer.write", |g, s| {
+            g.pipeline_checkpoint_checkpointer()
+                .checkpointer()
+                .call_write(s, handle, checkpoint, batch)
+        })?)
+    }
+
+    /// The latest checkpoint of (run-id, stage): `not-found` when none, `corrupt` when it is
+    /// damaged. Never writes.
+    pub fn get(&mut self, run_id: &str, stage: &str) -> Result<Checkpoint, Error> {
+        let handle = self.handle;
+        answer(self.instance.call("checkpointer.get", |g, s| {
+            g.pipeline_checkpoint_checkpointer()
+                .checkpointer()
+                .call_get(s, handle, run_id, stage)
+        })?)
+    }
+
+    /// Where (run-id, stage) should restart, and whether that is the latest checkpoint, an
+    /// older intact one, or a fresh start. Never writes.
+    pub fn resume_point(&mut self, run_id: &str, stage: &str) -> Result<Resume, Error> {
+        let handle = self.handle;
+        answer(self.instance.call("checkpointer.resume-point", |g, s| {
+            g.pipeline_checkpoint_checkpointer()
+                .checkpointer()
+                .call_resume_point(s, handle, run_id, stage)
+        })?)
+    }
+
+    /// The retained checkpoints of (run-id, stage), oldest first; empty when none. Never
+    /// writes.
+    pub fn history(&mut self, run_id: &str, stage: &str) -> Result<Vec<Checkpoint>, Error> {
+        let handle = self.handle;
+        answer(self.instance.call("checkpointer.history", |g, s| {
+            g.pipeline_checkpoint_checkpointer()
+                .checkpointer()
+                .call_history(s, handle, run_id, stage)
+        })?)
+    }
+
+    /// Removes every checkpoint of (run-id, stage) in one commit; returns how many entries
+    /// were removed. Also forgets the stage's epoch.
+    pub fn delete(&mut self, run_id: &str, stage: &str) -> Result<u32, Error> {
+        let handle = self.handle;
+        answer(self.instance.call("checkpointer.delete", |g, s| {
+            g.pipeline_checkpoint_checkpointer()
+                .checkpointer()
+                .call_delete(s, handle, run_id, stage)
+        })?)
+    }
+
+    /// Opens a driver for one (run-id, stage); the driver keeps this checkpointer (reach it
+    /// with [`Driver::checkpointer`]). Fails like [`Checkpointer::resume_point`], and with
+    /// `fenced` when `options.epoch` is below the stored one.
+    pub fn open_driver(mut self, options: &DriverOptions) -> Result<Driver, Error> {
+        let handle = self.handle;
+        let driver = answer(self.instance.call("checkpointer.open-driver", |g, s| {
+            g.pipeline_checkpoint_checkpointer()
+                .checkpointer()
+                .call_open_driver(s, handle, options)
+        })?)?;
+        Ok(Driver {
+            checkpointer: self,
+            handle: driver,
+        })
+    }
+}
+
+/// Turns processed messages into checkpoints by policy, acking each message once a durable
+/// checkpoint covers it. Dropping it drops pending messages without a flush.
+pub struct Driver {
+    checkpointer: Checkpointer,
+    handle: ResourceAny,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// Where this driver resumed: read input from `point.watermark.offset`.
+    pub fn resumed_from(&mut self) -> Result<Resume, Error> {
+        let handle = self.handle;
+        self.checkpointer
+            .instance
+            .call("driver.resumed-from", |g, s| {
+                g.pipeline_checkpoint_checkpointer()
+                    .driver()
+                    .call_resumed_from(s, handle)
+            })
+    }
+
+    /// The sequence, epoch and watermark of the last durable checkpoint this driver knows.
+    pub fn cursor(&mut self) -> Result<ResumePoint, Error> {
+        let handle = self.handle;
+        self.checkpointer.instance.call("driver.cursor", |g, s| {
+            g.pipeline_checkpoint_checkpointer()
+                .driver()
+                .call_cursor(s, handle)
+        })
+    }
+
+    /// Records one processed message; writes a checkpoint when the policy says so. `now_ms`
+    /// becomes the checkpoint's `at-ms`.
+    pub fn record_processed(
+        &mut self,
+        message: &ProcessedMessage,
+        now_ms: u64,
+    ) -> Result<Progress, Error> {
+        let handle = self.handle;
+        answer(
+            self.checkpointer
+                .instance
+                .call("driver.record-processed", |g, s| {
+                    g.pipeline_checkpoint_checkpointer()
+                        .driver()
+                        .call_record_processed(s, handle, message, now_ms)
+                })?,
+        )
+    }
+
+    /// Records messages in order, as [`Driver::record_processed`] would, in one call. Stops at
+    /// the first error; messages before it keep their effect.
+    pub fn record_processed_batch(
+        &mut self,
+        messages: &[ProcessedMessage],
+        now_ms: u64,
+    ) -> Result<BatchProgress, Error> {
+        let handle = self.handle;
+        answer(
+            self.checkpointer
+                .instance
+                .call("driver.record-processed-batch", |g, s| {
+                    g.pipeline_checkpoint_checkpointer()
+                        .driver()
+                        .call_record_processed_batch(s, handle, messages, now_ms)
+                })?,
+        )
+    }
+
+    /// Writes a checkpoint for the pending messages, if any.
+    pub fn flush(&mut self, now_ms: u64) -> Result<Progress, Error> {
+        let handle = self.handle;
+        answer(self.checkpointer.instance.call("driver.flush", |g, s| {
+            g.pipeline_checkpoint_checkpointer()
+                .driver()
+                .call_flush(s, handle, now_ms)
+        })?)
+    }
+
+    /// A copy of the driver's recent events.
+    pub fn changelog(&mut self) -> Result<Changelog, Error> {
+        let handle = self.handle;
+        self.checkpointer.instance.call("driver.changelog", |g, s| {
+            g.pipeline_checkpoint_checkpointer()
+                .driver()
+                .call_changelog(s, handle)
+        })
+    }
+
+    /// The checkpointer this driver writes through (same instance and store).
+    pub fn checkpointer(&mut self) -> &mut Checkpointer {
+        &mut self.checkpointer
+    }
+}
+
+/// The checkpoint binary format, run by the component: encode, decode, validate, sign.
+///
+/// Has its own instance over an empty in-memory store; it does no I/O.
+pub struct Codec {
+    instance: Instance,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec").finish_non_exhaustive()
+    }
+}
+
+impl Codec {
+    /// A codec on [`Runtime::shared`].
+    pub fn new() -> Result<Codec, Error> {
+        Self::new_in(shared_runtime()?)
+    }
+
+    /// A codec on `runtime`.
+    pub fn new_in(runtime: &Runtime) -> Result<Codec, Error> {
+        let instance =
+            runtime.instantiate(Box::new(MemoryStorage::new()), Box::new(NullConsumer))?;
+        Ok(Codec { instance })
+    }
+
+    /// The canonical bytes of `checkpoint`; `invalid` when [`Codec::validate`] would fail.
+    pub fn encode(&mut self, checkpoint: &Checkpoint) -> Result<Vec<u8>, Error> {
+        answer(self.instance.call("codec.encode", |g, s| {
+            g.pipeline_checkpoint_codec().call_encode(s, checkpoint)
+        })?)
+    }
+
+    /// Decodes bytes made by `encode`; `corrupt` naming the damage otherwise.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Checkpoint, Error> {
+        answer(self.instance.call("codec.decode", |g, s| {
+            g.pipeline_checkpoint_codec().call_decode(s, bytes)
+        })?)
+    }
+
+    /// Checks the rules of a checkpoint; `invalid` naming the first broken one.
+    pub fn validate(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        answer(self.instance.call("codec.validate", |g, s| {
+            g.pipeline_checkpoint_codec().call_validate(s, checkpoint)
+        })?)
+    }
+
+    /// Lowercase hex SHA-256 over the canonical encodings of `checkpoints`, in order.
+    pub fn chain_signature(&mut self, checkpoints: &[Checkpoint]) -> Result<String, Error> {
+        answer(self.instance.call("codec.chain-signature", |g, s| {
+            g.pipeline_checkpoint_codec()
+                .call_chain_signature(s, checkpoints)
+        })?)
+    }
+
+    /// The resume point of `stage` among `checkpoints` (the highest sequence of that stage).
+    pub fn resume_point_for_stage(
+        &mut self,
+        checkpoints: &[Checkpoint],
+        stage: &str,
+    ) -> Result<ResumePoint, Error> {
+        answer(self.instance.call("codec.resume-point-for-stage", |g, s| {
+            g.pipeline_checkpoint_codec()
+                .call_resume_point_for_stage(s, checkpoints, stage)
+        })?)
+    }
+}

@@ -1,0 +1,175 @@
+//! The library's error type, and the one conversion that decides what a storage failure
+//! does to the guest.
+
+use std::fmt;
+
+use crate::bindings::storage::StorageError;
+use crate::bindings::types::{Corruption, CorruptionKind, Error as CheckpointError, Watermark};
+
+/// Every failure of the library.
+///
+/// `Checkpoint` is an answer of the component: the call completed and refused (each case says
+/// what the caller should do). `Runtime` means the call did not complete: the component
+/// trapped, ran past its deadline, or could not be loaded or instantiated.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The component refused the call; see [`CheckpointError`] for what to do about each case.
+    #[error("{}", Describe(.0))]
+    Checkpoint(CheckpointError),
+    /// The component could not run the call (trap, deadline, load or instantiation failure).
+    /// A checkpointer that returned this once refuses further calls: open a new one.
+    #[error("{0:#}")]
+    Runtime(anyhow::Error),
+}
+
+impl Error {
+    /// The process exit code for this error, as the CLI uses it. Never 0.
+    ///
+    /// not-found 3, corrupt 4, conflict 5, fenced 6, invalid 7, regression 8, storage 9,
+    /// too-large 10; a runtime failure (trap, deadline, load) 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Checkpoint(e) => match e {
+                CheckpointError::NotFound => 3,
+                CheckpointError::Corrupt(_) => 4,
+                CheckpointError::Conflict(_) => 5,
+                CheckpointError::Fenced(_) => 6,
+                CheckpointError::Invalid(_) => 7,
+                CheckpointError::Regression(_) => 8,
+                CheckpointError::Storage(_) => 9,
+                CheckpointError::TooLarge(_) => 10,
+            },
+            Error::Runtime(_) => 1,
+        }
+    }
+}
+
+impl From<CheckpointError> for Error {
+    fn from(e: CheckpointError) -> Self {
+        Error::Checkpoint(e)
+    }
+}
+
+// The generated `Display` of the WIT error types is their `Debug` form; this is the one for
+// people.
+struct Describe<'a>(&'a CheckpointError);
+
+impl fmt::Display for Describe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            CheckpointError::Invalid(i) => write!(f, "invalid input: `{}`: {}", i.field, i.reason),
+            CheckpointError::Regression(r) => write!(
+                f,
+                "regression: the {} would move backwards (stored sequence {} at {}, attempted \
+                 sequence {} at {}); nothing was written or acked: continue from the resume point",
+                r.field,
+                r.stored_sequence,
+                WatermarkText(&r.stored_watermark),
+                r.attempted_sequence,
+                WatermarkText(&r.attempted_watermark),
+            ),
+            CheckpointError::Fenced(x) => write!(
+                f,
+                "fenced: the stage is owned by epoch {}, this writer has epoch {}; nothing was \
+                 written or acked: stop this writer",
+                x.stored_epoch, x.attempted_epoch
+            ),
+            CheckpointError::Conflict(m) => write!(
+                f,
+                "conflict: {m}; nothing was written or acked: re-read the stage and retry"
+            ),
+            CheckpointError::NotFound => {
+                write!(f, "not found: nothing is stored for this run and stage")
+            }
+            CheckpointError::Corrupt(c) => write!(f, "corrupt data: {}", CorruptionText(c)),
+            CheckpointError::Storage(m) => write!(
+                f,
+                "storage failure: {m}; nothing was acked: retry the same write (a committed one \
+                 is accepted as a replay)"
+            ),
+            CheckpointError::TooLarge(t) => write!(
+                f,
+                "checkpoint too large: {} bytes encoded, the limit is {} bytes; nothing was written",
+                t.size, t.limit
+            ),
+        }
+    }
+}
+
+struct WatermarkText<'a>(&'a Watermark);
+
+impl fmt::Display for WatermarkText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "offset {}, event time {} ms",
+            self.0.offset, self.0.event_time_ms
+        )
+    }
+}
+
+/// One line for a [`Corruption`]: its kind, where it was found and the details.
+pub(crate) struct CorruptionText<'a>(pub(crate) &'a Corruption);
+
+impl fmt::Display for CorruptionText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        write!(f, "{}", corruption_kind_name(c.kind))?;
+        if c.key.is_empty() {
+            write!(f, " in the given bytes")?;
+        } else {
+            write!(f, " at key {:?}", c.key)?;
+        }
+        if !c.detail.is_empty() {
+            write!(f, ": {}", c.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// The WIT name of a corruption kind.
+pub(crate) fn corruption_kind_name(kind: CorruptionKind) -> &'static str {
+    match kind {
+        CorruptionKind::Truncated => "truncated",
+        CorruptionKind::BadMagic => "bad-magic",
+        CorruptionKind::CrcMismatch => "crc-mismatch",
+        CorruptionKind::UnknownVersion => "unknown-version",
+        CorruptionKind::UnknownFlags => "unknown-flags",
+        CorruptionKind::TrailingBytes => "trailing-bytes",
+        CorruptionKind::InvalidUtf8 => "invalid-utf8",
+        CorruptionKind::Malformed => "malformed",
+        CorruptionKind::Misplaced => "misplaced",
+    }
+}
+
+/// One line for a [`StorageError`], for logs and messages.
+pub(crate) fn storage_error_text(e: &StorageError) -> String {
+    match e {
+        StorageError::Unavailable(m) => format!("storage unavailable: {m}"),
+        StorageError::Timeout(m) => format!("storage timed out: {m}"),
+        StorageError::Failed(m) => format!("storage failed: {m}"),
+    }
+}
+
+/// What a host storage function failed with.
+///
+/// `Backend` is an ordinary failure of the store and reaches the guest as its
+/// `storage-error`; `Bug` is a broken promise of the host (a backend that answered outside the
+/// `Storage` contract) and traps, because the guest cannot act sensibly on it.
+#[derive(Debug)]
+pub enum HostStorageError {
+    /// The backend failed; the guest sees this value.
+    Backend(StorageError),
+    /// The host broke the contract; the guest traps.
+    Bug(anyhow::Error),
+}
+
+impl HostStorageError {
+    /// The single conversion: a stable value for the guest, or a trap.
+    pub(crate) fn into_guest(self) -> wasmtime::Result<StorageError> {
+        match self {
+            HostStorageError::Backend(e) => Ok(e),
+            HostStorageError::Bug(e) => Err(wasmtime::Error::from_anyhow(e)),
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The embedded default store: one SQLite database file.
+//!
+//! WAL journal with `synchronous=FULL`, so a commit is one transaction with one durable sync;
+//! a busy timeout lets several connections and processes share the file. Keys are stored as
+//! TEXT with the BINARY collation (memcmp order, i.e. UTF-8 byte order) and are never used as
+//! paths.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    CommitOutcome, Entry, Lookup, Storage, StorageError, Write, WriteOp, check_distinct_keys,
+};
+
+/// The schema this build writes. Bump it with a migration step in `migrate`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long a statement waits for another connection's lock before failing with `timeout`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`Storage`] on one SQLite database file.
+///
+/// Each value opens its own connection; open one per checkpointer. Several connections (in
+/// one process or many) may share a file: commits are serialised by SQLite's write lock and
+/// made safe by their conditions.
+pub struct SqliteStorage {
+    conn: Connection,
+}
+
+impl SqliteStorage {
+    /// Opens (creating when missing) the database at `path`, switches it to WAL with
+    /// `synchronous=FULL`, and creates or migrates the schema. Refuses a database whose schema
+    /// is newer than this build understands.
+    pub fn open(path: impl AsRef<Path>) -> anyhow::Result<Self> {
+        let path = path.as_ref();
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        anyhow::ensure!(
+            mode.eq_ignore_ascii_case("wal"),
+            "SQLite database {} cannot use WAL mode (journal mode is {mode:?})",
+            path.display()
+        );
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrate(&mut conn).with_context(|| {
+            format!(
+                "cannot prepare the schema of SQLite database {}",
+                path.display()
+            )
+        })?;
+        Ok(Self { conn })
+    }
+}
+
+/// Creates the schema, or checks and upgrades an existing one, in one transaction.
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS ckpt_schema (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             version INTEGER NOT NULL
+         );",
+    )?;
+    let found: Option<i64> = tx
+        .query_row("SELECT version FROM ckpt_schema WHERE id = 1", [], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    match found {
+        None => {
+            tx.execute_batch(
+                "CREATE TABLE ckpt_entries (
+                     key TEXT NOT NULL PRIMARY KEY COLLATE BINARY,
+                     value BLOB NOT NULL,
+                     version INTEGER NOT NULL CHECK (version > 0)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE ckpt_version_counter (
+                     id INTEGER PRIMARY KEY CHECK (id = 1),
+                     last_version INTEGER NOT NULL CHECK (last_version >= 0)
+                 );
+                 INSERT INTO ckpt_version_counter (id, last_version) VALUES (1, 0);",
+            )?;
+            tx.execute(
+                "INSERT INTO ckpt_schema (id, version) VALUES (1, ?1)",
+                params![SCHEMA_VERSION],
+            )?;
+        }
+        Some(SCHEMA_VERSION) => {}
+        Some(v) if v > SCHEMA_VERSION => anyhow::bail!(
+            "the database has schema version {v}, newer than this build understands \
+             ({SCHEMA_VERSION}): it was written by a newer version; upgrade this program"
+        ),
+        Some(v) => anyhow::bail!("the database has unknown schema version {v}"),
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Maps a SQLite failure to the stable storage error the guest sees. The full error text is
+/// kept in the message; the host also logs it.
+fn storage_error(op: &str, e: rusqlite::Error) -> StorageError {
+    let code = match &e {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.code),
+        _ => None,
+    };
+    match code {
+        Some(ErrorCode::DatabaseBusy) => StorageError::Timeout(format!(
+            "sqlite {op}: the database stayed locked by another connection for more than {}s: {e}",
+            BUSY_TIMEOUT.as_secs()
+        )),
+        Some(ErrorCode::DatabaseLocked) => {
+            StorageError::Unavailable(format!("sqlite {op}: the table is locked: {e}"))
+        }
+        Some(ErrorCode::CannotOpen) => {
+            StorageError::Unavailable(format!("sqlite {op}: cannot open the database file: {e}"))
+        }
+        _ => StorageError::Failed(format!("sqlite {op}: {e}")),
+    }
+}
+
+fn to_version(raw: i64) -> Result<u64, StorageError> {
+    u64::try_from(raw).ok().filter(|v| *v > 0).ok_or_else(|| {
+        StorageError::Failed(format!("sqlite: stored version {raw} is not positive"))
+    })
+}
+
+fn to_sql_version(version: u64) -> Result<i64, StorageError> {
+    i64::try_from(version).map_err(|_| {
+        StorageError::Failed(format!("version {version} does not fit SQLite's INTEGER"))
+    })
+}
+
+/// The smallest byte string above every string that starts with `prefix`, or `None` when
+/// there is none. UTF-8 never contains 0xFF, so for a non-empty key prefix this is the prefix
+/// with its last byte incremented (possibly not valid UTF-8, hence compared as raw bytes).
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut bound = prefix.to_vec();
+    while let Some(last) = bound.pop() {
+        if last < u8::MAX {
+            bound.push(last + 1);
+            return Some(bound);
+        }
+    }
+    None
+}
+
+impl Storage for SqliteStorage {
+    fn get(&mut self, key: &str) -> Result<Lookup, StorageError> {
+        let row: Option<(Vec<u8>, i64)> = self
+            .conn
+            .prepare_cached("SELECT value, version FROM ckpt_entries WHERE key = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| storage_error("get", e))?;
+        Ok(match row {
+            Some((value, version)) => Lookup::Found(Entry {
+                value,
+                version: to_version(version)?,
+            }),
+            None => Lookup::Missing,
+        })
+    }
+
+    fn commit(&mut self, writes: Vec<Write>) -> Result<CommitOutcome, StorageError> {
+        check_distinct_keys(&writes)?;
+        let err = |e| storage_error("commit", e);
+        // IMMEDIATE takes the write lock up front, so the conditions read below cannot change
+        // before this transaction commits.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        {
+            let mut current = tx
+                .prepare_cached("SELECT version FROM ckpt_entries WHERE key = ?1")
+                .map_err(err)?;
+            for (index, write) in writes.iter().enumerate() {
+                let Some(expected) = write.expected_version else {
+                    continue;
+                };
+                let found: Option<i64> = current
+                    .query_row(params![write.key], |row| row.get(0))
+                    .optional()
+                    .map_err(err)?;
+                let found = match found {
+                    Some(raw) => to_version(raw)?,
+                    None => 0,
+                };
+                if found != expected {
+                    let index = u32::try_from(index).map_err(|_| {
+                        StorageError::Failed("batch has more than u32::MAX writes".to_owned())
+                    })?;
+                    // Dropping the transaction rolls it back: nothing was changed anyway.
+                    return Ok(CommitOutcome::Conflict(index));
+                }
+            }
+        }
+        let mut versions = Vec::with_capacity(writes.len());
+        {
+            let last: i64 = tx
+                .prepare_cached("SELECT last_version FROM ckpt_version_counter WHERE id = 1")
+                .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+                .map_err(err)?;
+            let mut last = u64::try_from(last).map_err(|_| {
+                StorageError::Failed(format!("sqlite: version counter {last} is negative"))
+            })?;
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO ckpt_entries (key, value, version) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                                                     version = excluded.version",
+                )
+                .map_err(err)?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM ckpt_entries WHERE key = ?1")
+                .map_err(err)?;
+            for write in &writes {
+                match &write.op {
+                    WriteOp::Put(value) => {
+                        last += 1;
+                        put.execute(params![write.key, value, to_sql_version(last)?])
+                            .map_err(err)?;
+                        versions.push(last);
+                    }
+                    WriteOp::Delete => {
+                        delete.execute(params![write.key]).map_err(err)?;
+                        versions.push(0);
+                    }
+                }
+            }
+            // The counter moves in the same transaction as the writes it numbered, so a
+            // version is never handed out twice, not even across a crash.
+            let last = to_sql_version(last)?;
+            tx.prepare_cached("UPDATE ckpt_version_counter SET last_version = ?1 WHERE id = 1")
+                .and_then(|mut stmt| stmt.execute(params![last]))
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(CommitOutcome::Committed(versions))
+    }
+
+    fn list_keys(&mut self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let err = |e| storage_error("list-keys", e);
+        // A range scan, not LIKE: `%` and `_` in a prefix are data. The upper bound is bound as
+        // a BLOB and cast, because it may not be valid UTF-8; the BINARY collation compares
+        // both sides with memcmp.
+        match prefix_successor(prefix.as_bytes()) {
+            None => {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached("SELECT key FROM ckpt_entries ORDER BY key")
+                    .map_err(err)?;
+                stmt.query_map([], |row| row.get(0))
+                    .and_then(Iterator::collect)
+                    .map_err(err)
+            }
+            Some(end) => {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT key FROM ckpt_entries
+                         WHERE key >= ?1 AND key < CAST(?2 AS TEXT) ORDER BY key",
+                    )
+                    .map_err(err)?;
+                stmt.query_map(params![prefix, end], |row| row.get(0))
+                    .and_then(Iterator::collect)
+                    .map_err(err)
+            }
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The `Storage` contract, checked the same way against every backend.
+//!
+//! Each check is a function over `&mut dyn Storage`; `contract_tests!` runs all of them
+//! against one backend, each test on a fresh store (and its own temp dir where it has one).
+
+use checkpoint_host::storage::{MemoryStorage, SqliteStorage, Storage};
+use checkpoint_host::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
+
+fn put(key: &str, expected: Option<u64>, value: &[u8]) -> Write {
+    Write {
+        key: key.to_owned(),
+        expected_version: expected,
+        op: WriteOp::Put(value.to_vec()),
+    }
+}
+
+fn del(key: &str, expected: Option<u64>) -> Write {
+    Write {
+        key: key.to_owned(),
+        expected_version: expected,
+        op: WriteOp::Delete,
+    }
+}
+
+fn committed(s: &mut dyn Storage, writes: Vec<Write>) -> Vec<u64> {
+    match s.commit(writes).expect("commit succeeds") {
+        CommitOutcome::Committed(versions) => versions,
+        CommitOutcome::Conflict(i) => panic!("unexpected conflict at {i}"),
+    }
+}
+
+fn version(s: &mut dyn Storage, key: &str) -> u64 {
+    match s.get(key).expect("get succeeds") {
+        Lookup::Found(entry) => entry.version,
+        Lookup::Missing => 0,
+    }
+}
+
+fn value(s: &mut dyn Storage, key: &str) -> Option<Vec<u8>> {
+    match s.get(key).expect("get succeeds") {
+        Lookup::Found(entry) => Some(entry.value),
+        Lookup::Missing => None,
+    }
+}
+
+fn absent_key_reads_as_missing(s: &mut dyn Storage) {
+    assert_eq!(
+        s.get("nothing-here").expect("get succeeds"),
+        Lookup::Missing
+    );
+}
+
+fn put_is_read_back_with_a_positive_version(s: &mut dyn Storage) {
+    let versions = committed(s, vec![put("k", None, b"hello"), put("empty", None, b"")]);
+    assert_eq!(versions.len(), 2);
+    assert!(
+        versions.iter().all(|v| *v >= 1),
+        "versions are positive: {versions:?}"
+    );
+    assert_eq!(
+        s.get("k").expect("get succeeds"),
+        Lookup::Found(Entry {
+            value: b"hello".to_vec(),
+            version: versions[0]
+        })
+    );
+    assert_eq!(
+        s.get("empty").expect("get succeeds"),
+        Lookup::Found(Entry {
+            value: Vec::new(),
+            version: versions[1]
+        })
+    );
+}
+
+fn values_round_trip_byte_for_byte(s: &mut dyn Storage) {
+    let binary: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+    committed(
+        s,
+        vec![put("bin", None, &binary), put("nul", None, b"\0\0a\0")],
+    );
+    assert_eq!(value(s, "bin").as_deref(), Some(binary.as_slice()));
+    assert_eq!(value(s, "nul").as_deref(), Some(b"\0\0a\0".as_slice()));
+}
+
+fn expected_zero_requires_the_key_to_be_absent(s: &mut dyn Storage) {
+    let v = committed(s, vec![put("k", Some(0), b"first")])[0];
+    assert_eq!(
+        s.commit(vec![put("k", Some(0), b"second")])
+            .expect("commit"),
+        CommitOutcome::Conflict(0)
+    );
+    assert_eq!(value(s, "k").as_deref(), Some(b"first".as_slice()));
+    assert_eq!(version(s, "k"), v);
+}
+
+fn expected_version_must_match_the_current_one(s: &mut dyn Storage) {
+    let v1 = committed(s, vec![put("k", None, b"one")])[0];
+    let v2 = committed(s, vec![put("k", Some(v1), b"two")])[0];
+    assert_ne!(v1, v2);
+    assert_eq!(
+        s.commit(vec![put("k", Some(v1), b"stale")])
+            .expect("commit"),
+        CommitOutcome::Conflict(0)
+    );
+    assert_eq!(value(s, "k").as_deref(), Some(b"two".as_slice()));
+    // A condition on an absent key with a non-zero version fails too.
+    assert_eq!(
+        s.commit(vec![put("absent", Some(v2), b"x")])
+            .expect("commit"),
+        CommitOutcome::Conflict(0)
+    );
+    assert_eq!(s.get("absent").expect("get"), Lookup::Missing);
+}
+
+fn conflict_names_the_first_failing_write_and_applies_nothing(s: &mut dyn Storage) {
+    let va = committed(s, vec![put("a", None, b"a1")])[0];
+    let vb = committed(s, vec![put("b", None, b"b1")])[0];
+    let outcome = s
+        .commit(vec![
+            put("a", Some(va), b"a2"),
+            put("new", Some(0), b"n"),
+            put("b", Some(vb + 1000), b"b2"), // the first that fails
+            del("c", Some(12345)),            // fails too, but later
+        ])
+        .expect("commit");
+    assert_eq!(outcome, CommitOutcome::Conflict(2));
+    assert_eq!(value(s, "a").as_deref(), Some(b"a1".as_slice()));
+    assert_eq!(version(s, "a"), va);
+    assert_eq!(s.get("new").expect("get"), Lookup::Missing);
+    assert_eq!(value(s, "b").as_deref(), Some(b"b1".as_slice()));
+}
+
+fn unconditional_writes_ignore_the_current_version(s: &mut dyn Storage) {
+    committed(s, vec![put("k", None, b"one")]);
+    committed(s, vec![put("k", None, b"two")]);
+    assert_eq!(value(s, "k").as_deref(), Some(b"two".as_slice()));
+    assert_eq!(
+        committed(s, vec![del("k", None), del("never-was", None)]),
+        vec![0, 0]
+    );
+    assert_eq!(s.get("k").expect("get"), Lookup::Missing);
+}
+
+fn every_write_changes_the_version(s: &mut dyn Storage) {
+    let mut seen = Vec::new();
+    for i in 0..5u8 {
+        let v = committed(s, vec![put("k", None, &[i])])[0];
+        assert!(!seen.contains(&v), "version {v} reused: {seen:?}");
+        assert_eq!(version(s, "k"), v);
+        seen.push(v);
+    }
+    // Rewriting the same bytes is still a write.
+    let v = committed(s, vec![put("k", None, &[4])])[0];
+    assert!(!seen.contains(&v));
+}
+
+fn one_batch_gets_distinct_versions_in_order(s: &mut dyn Storage) {
+    let versions = committed(
+        s,
+        vec![
+            put("x", None, b"1"),
+            del("y", None),
+            put("z", Some(0), b"3"),
+        ],
+    );
+    assert_eq!(versions[1], 0, "a delete answers 0");
+    assert!(versions[0] >= 1 && versions[2] >= 1 && versions[0] != versions[2]);
+    assert_eq!(version(s, "x"), versions[0]);
+    assert_eq!(version(s, "z"), versions[2]);
+}
+
+fn conditional_delete_checks_the_version(s: &mut dyn Storage) {
+    let v = committed(s, vec![put("k", None, b"v")])[0];
+    assert_eq!(
+        s.commit(vec![del("k", Some(v + 1))]).expect("commit"),
+        CommitOutcome::Conflict(0)
+    );
+    assert_eq!(version(s, "k"), v);
+    assert_eq!(committed(s, vec![del("k", Some(v))]), vec![0]);
+    assert_eq!(s.get("k").expect("get"), Lookup::Missing);
+    // Deleting an absent key that is expected absent is fine.
+    assert_eq!(committed(s, vec![del("k", Some(0))]), vec![0]);
+}
+
+fn version_is_never_reused_after_delete(s: &mut dyn Storage) {
+    let v1 = committed(s, vec![put("k", Some(0), b"one")])[0];
+    committed(s, vec![del("k", Some(v1))]);
+    let v2 = committed(s, vec![put("k", Some(0), b"two")])[0];
+    assert_ne!(v1, v2, "a deleted key's version came back");
+    // A writer that still holds v1 must not be able to overwrite the new value.
+    assert_eq!(
+        s.commit(vec![put("k", Some(v1), b"stale")])
+            .expect("commit"),
+        CommitOutcome::Conflict(0)
+    );
+    assert_eq!(value(s, "k").as_deref(), Some(b"two".as_slice()));
+}
+
+fn empty_batch_commits_nothing(s: &mut dyn Storage) {
+    assert_eq!(
+        s.commit(Vec::new()).expect("commit"),
+        CommitOutcome::Committed(Vec::new())
+    );
+    assert!(s.list_keys("").expect("list").is_empty());
+}
+
+fn batch_repeating_a_key_is_refused_and_applies_nothing(s: &mut dyn Storage) {
+    let result = s.commit(vec![
+        put("other", None, b"o"),
+        put("k", None, b"1"),
+        put("k", None, b"2"),
+    ]);
+    assert!(
+        matches!(result, Err(StorageError::Failed(_))),
+        "got {result:?}"
+    );
+    assert!(s.list_keys("").expect("list").is_empty());
+}
+
+/// Keys chosen so that byte order differs from "natural" orders (case, length, code points
+/// beyond the BMP, NUL, LIKE wildcards).
+const AWKWARD_KEYS: &[&str] = &[
+    "",
+    "a",
+    "a\0",
+    "a\0b",
+    "a%",
+    "a%b",
+    "a_",
+    "a_b",
+    "ab",
+    "abc",
+    "a/b",
+    "a/../b",
+    "A",
+    "Z",
+    "z",
+    "é",
+    "e\u{301}",
+    "日本",
+    "日本語",
+    "\u{1F600}",
+    "\u{FFFF}",
+    "\u{10FFFF}",
+    "~",
+    "\u{7F}",
+];
+
+fn list_keys_is_in_ascending_byte_order(s: &mut dyn Storage) {
+    let writes = AWKWARD_KEYS
+        .iter()
+        .map(|k| put(k, Some(0), k.as_bytes()))
+        .collect();
+    committed(s, writes);
+    let mut expected: Vec<String> = AWKWARD_KEYS.iter().map(|k| k.to_string()).collect();
+    expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(s.list_keys("").expect("list"), expected);
+    for key in AWKWARD_KEYS {
+        assert_eq!(
+            value(s, key).as_deref(),
+            Some(key.as_bytes()),
+            "key {key:?}"
+        );
+    }
+}
+
+fn list_keys_matches_the_prefix_exactly(s: &mut dyn Storage) {
+    let writes = AWKWARD_KEYS.iter().map(|k| put(k, None, b"v")).collect();
+    committed(s, writes);
+    for prefix in [
+        "a",
+        "a%",
+        "a_",
+        "a\0",
+        "a/",
+        "ab",
+        "é",
+        "e",
+        "日本",
+        "\u{1F600}",
+        "\u{10FFFF}",
+        "\u{7F}",
+        "%",
+        "_",
+        "zz",
+        "A",
+    ] {
+        let mut expected: Vec<String> = AWKWARD_KEYS
+            .iter()
+            .filter(|k| k.as_bytes().starts_with(prefix.as_bytes()))
+            .map(|k| k.to_string())
+            .collect();
+        expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        assert_eq!(
+            s.list_keys(prefix).expect("list"),
+            expected,
+            "prefix {prefix:?}"
+        );
+    }
+}
+
+fn keys_are_data_not_paths(s: &mut dyn Storage) {
+    let keys = [
+        "../../etc/passwd",
+        "/abs/path",
+        "C:\\win",
+        "ns/run/../stage",
+        ".",
+    ];
+    committed(s, keys.iter().map(|k| put(k, None, k.as_bytes())).collect());
+    for key in keys {
+        assert_eq!(value(s, key).as_deref(), Some(key.as_bytes()));
+    }
+    assert_eq!(
+        s.list_keys("../").expect("list"),
+        vec!["../../etc/passwd".to_owned()]
+    );
+}
+
+macro_rules! contract_tests {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+            contract_tests!(@each $make;
+                absent_key_reads_as_missing,
+                put_is_read_back_with_a_positive_version,
+                values_round_trip_byte_for_byte,
+                expected_zero_requires_the_key_to_be_absent,
+                expected_version_must_match_the_current_one,
+                conflict_names_the_first_failing_write_and_applies_nothing,
+                unconditional_writes_ignore_the_current_version,
+                every_write_changes_the_version,
+                one_batch_gets_distinct_versions_in_order,
+                conditional_delete_checks_the_version,
+                version_is_never_reused_after_delete,
+                empty_batch_commits_nothing,
+                batch_repeating_a_key_is_refused_and_applies_nothing,
+                list_keys_is_in_ascending_byte_order,
+                list_keys_matches_the_prefix_exactly,
+                keys_are_data_not_paths,
+            );
+        }
+    };
+    (@each $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let (mut storage, _dir) = $make;
+                super::$check(&mut *storage);
+            }
+        )*
+    };
+}
+
+fn memory() -> (Box<dyn Storage>, ()) {
+    (Box::new(MemoryStorage::new()), ())
+}
+
+fn sqlite() -> (Box<dyn Storage>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = SqliteStorage::open(dir.path().join("store.db")).expect("open sqlite");
+    (Box::new(storage), dir)
+}
+
+contract_tests!(memory_backend, memory());
+contract_tests!(sqlite_backend, sqlite());
