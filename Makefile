@@ -2,7 +2,7 @@
 #   make setup      install the guest toolchain (scripts/setup.sh; seconds when already done)
 #   make build      guest component -> target/checkpoint.wasm (validated), then the host `ckpt`
 #   make run        setup + build + `ckpt demo`
-#   make test       setup + build + clippy + workspace tests + component shape check
+#   make test       setup + build + component shape check + workspace tests + clippy
 #   make clippy     clippy, release, all targets, -D warnings
 #   make fmt-check  rustfmt --check
 # CARGO_FLAGS is passed to every cargo build/test (CI uses --locked).
@@ -24,7 +24,7 @@ COMPONENT := target/checkpoint.wasm
 CKPT := target/release/ckpt
 DEMO_ARGS ?=
 
-.PHONY: setup guest host build run test clippy fmt-check check-component
+.PHONY: setup guest host build run test cargo-test clippy fmt-check check-component
 
 setup:
 	bash scripts/setup.sh
@@ -46,8 +46,11 @@ run: build
 check-component: guest
 	bash scripts/check-component.sh $(COMPONENT)
 
+# Prerequisites run left to right: component shape, tests, then lints.
+test: build check-component cargo-test clippy
+
 # --workspace includes checkpoint-guest, whose unit tests run natively.
-test: build check-component clippy
+cargo-test: build
 	$(CARGO) test --release $(CARGO_FLAGS) --workspace
 
 clippy: guest
