@@ -247,7 +247,10 @@ pub fn inspect(out: &Output, args: &InspectArgs) -> Result<()> {
     // The component's decoder checks magic, version, lengths and the CRC32C; we never parse here.
     let checkpoint = codec
         .decode(&bytes)
-        .with_context(|| format!("decoding {}", args.file.display()))?;
+        .with_context(|| match args.file.to_str() {
+            Some("-") => "decoding stdin".to_owned(),
+            _ => format!("decoding {}", args.file.display()),
+        })?;
     out.emit(&checkpoint, || {
         format!(
             "{} bytes, CRC ok\n{}",

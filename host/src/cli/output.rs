@@ -158,8 +158,9 @@ pub fn resume_text(r: &Resume) -> String {
         ResumeOrigin::Fallback(f) => {
             let _ = writeln!(
                 text,
-                " from an older retained checkpoint: {} newer one(s) are damaged",
-                f.skipped.len()
+                " from a retained copy, skipping {} damaged entr{} (repair or delete them):",
+                f.skipped.len(),
+                if f.skipped.len() == 1 { "y" } else { "ies" }
             );
             for c in &f.skipped {
                 let _ = writeln!(text, "  skipped: {}", describe_corruption(c));

@@ -239,7 +239,7 @@ fn progress_bar(out: &Output, messages: u64) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(messages), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
-        "{elapsed_precise} [{wide_bar}] {pos}/{len} offsets, {per_sec} {msg}",
+        "{elapsed_precise} [{wide_bar}] {pos}/{len} offsets, eta {eta}, {msg}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
