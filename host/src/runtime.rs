@@ -473,7 +473,8 @@ impl Instance {
             } else {
                 anyhow::Error::from(e).context(format!("the component call `{name}` trapped"))
             };
-            self.broken = Some(format!("{error:#}"));
+            // Only the outermost message: the full chain went to the caller once.
+            self.broken = Some(error.to_string());
             Error::Runtime(error)
         })
     }

@@ -154,3 +154,14 @@ fn checkpointer_opens_on_its_own_runtime_with_memory_storage() {
     )
     .expect("open");
 }
+
+#[test]
+fn handles_can_move_between_threads_and_the_runtime_can_be_shared() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<checkpoint_host::Checkpointer>();
+    send::<checkpoint_host::Driver>();
+    send::<Codec>();
+    send_sync::<Runtime>();
+    send::<Error>();
+}
