@@ -90,7 +90,7 @@ enum Command {
     Delete(commands::StageArgs),
     /// Decode raw checkpoint bytes (a file, or `-` for stdin) and check their CRC.
     Inspect(commands::InspectArgs),
-    /// Scan the whole store: decode every value and check keys, chains and latest copies.
+    /// Scan the whole store (every namespace): decode every value, check keys, chains, latest.
     Verify,
     /// Run a pipeline that crashes at random and resumes, and verify every ack was durable.
     Demo(demo::DemoArgs),
