@@ -30,10 +30,12 @@ const WASMTIME_VERSION: &str = env!("CKPT_WASMTIME_VERSION");
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 // Pool slots per component instance. A Rust component (main module, shim, fixups) needs 3
-// core instances, 1 memory and 2 tables; the caps leave headroom, and `Runtime::new` checks
-// the embedded component against them so a misfit fails at load, not at the 1001st open.
+// core instances, 1 memory and 2 tables; `Runtime::new` checks the embedded component against
+// these caps so a misfit fails at load, not at the 1001st open. Memories get no headroom:
+// each slot reserves 4 GiB of address space (so max_instances = 1000 reserves ~4 TiB of
+// virtual memory, none of it resident), and a Rust component never has a second one.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
-const MEMORIES_PER_COMPONENT: u32 = 2;
+const MEMORIES_PER_COMPONENT: u32 = 1;
 const TABLES_PER_COMPONENT: u32 = 4;
 
 /// Largest `max_memory_bytes`: the default 4 GiB reservation per linear memory (which lets
@@ -51,7 +53,9 @@ pub struct RuntimeConfig {
     /// Largest linear memory one component instance may grow to, in bytes. Default 64 MiB.
     pub max_memory_bytes: usize,
     /// How many component instances may be alive at once (each open [`Checkpointer`],
-    /// [`Driver`] chain and [`Codec`] holds one). Default 1000.
+    /// [`Driver`] chain and [`Codec`] holds one). Default 1000. The pool is reserved up front:
+    /// about 4 GiB of address space per instance (virtual, not resident), so the default
+    /// reserves about 4 TiB; an environment with `ulimit -v` needs a smaller value.
     ///
     /// [`Checkpointer`]: crate::Checkpointer
     /// [`Driver`]: crate::Driver
