@@ -54,7 +54,7 @@ cargo-test: build
 	$(CARGO) test --release $(CARGO_FLAGS) --workspace
 
 clippy: guest
-	$(CARGO) clippy --release $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release $(CARGO_FLAGS) --workspace --all-targets --keep-going -- -D warnings
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
