@@ -47,7 +47,7 @@ check-component: guest
 	bash scripts/check-component.sh $(COMPONENT)
 
 # Prerequisites run left to right: component shape, tests, then lints.
-test: build check-component cargo-test clippy
+test: build check-component cargo-test clippy fmt-check
 
 # --workspace includes checkpoint-guest, whose unit tests run natively.
 cargo-test: build

@@ -17,7 +17,12 @@ pub(crate) struct Ring {
 impl Ring {
     /// A ring of `capacity` events; 0 keeps none. Memory grows with use, up to the capacity.
     pub(crate) fn new(capacity: u32, policy: OverflowPolicy) -> Self {
-        Self { events: VecDeque::new(), capacity: capacity as usize, policy, overflow_count: 0 }
+        Self {
+            events: VecDeque::new(),
+            capacity: capacity as usize,
+            policy,
+            overflow_count: 0,
+        }
     }
 
     pub(crate) fn push(&mut self, event: ChangeEvent) {
@@ -51,7 +56,14 @@ mod tests {
     use crate::model::{ChangeKind, Watermark};
 
     fn event(sequence: u64) -> ChangeEvent {
-        ChangeEvent { kind: ChangeKind::Processed, sequence, watermark: Watermark { offset: sequence, event_time_ms: 0 } }
+        ChangeEvent {
+            kind: ChangeKind::Processed,
+            sequence,
+            watermark: Watermark {
+                offset: sequence,
+                event_time_ms: 0,
+            },
+        }
     }
 
     fn sequences(ring: &Ring) -> Vec<u64> {

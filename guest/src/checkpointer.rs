@@ -4,9 +4,9 @@ use crate::codec;
 use crate::errors::{at_key, corruption, invalid, storage};
 use crate::keys::StageKeys;
 use crate::model::{
-    AckOutcome, Checkpoint, CommitOutcome, Corruption, CorruptionKind, Error, Fallback,
-    FencedInfo, Lookup, Options, Receipt, RegressionInfo, Resume, ResumeOrigin, ResumePoint,
-    TooLargeInfo, Watermark, Write, WriteOp,
+    AckOutcome, Checkpoint, CommitOutcome, Corruption, CorruptionKind, Error, Fallback, FencedInfo,
+    Lookup, Options, Receipt, RegressionInfo, Resume, ResumeOrigin, ResumePoint, TooLargeInfo,
+    Watermark, Write, WriteOp,
 };
 use crate::ports::{Consumer, Storage};
 use crate::validate::{check_id, validate};
@@ -36,7 +36,11 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
     /// Validates `options`; does no I/O.
     pub fn open(options: Options, storage: S, consumer: C) -> Result<Self, Error> {
         check_options(&options)?;
-        Ok(Self { options, storage, consumer })
+        Ok(Self {
+            options,
+            storage,
+            consumer,
+        })
     }
 
     /// The options this checkpointer was opened with.
@@ -62,7 +66,10 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         let size = codec::encoded_len(checkpoint);
         let limit = self.options.max_checkpoint_bytes;
         if size > limit as usize {
-            return Err(Error::TooLarge(TooLargeInfo { size: size as u64, limit: u64::from(limit) }));
+            return Err(Error::TooLarge(TooLargeInfo {
+                size: size as u64,
+                limit: u64::from(limit),
+            }));
         }
         let bytes = codec::encode_valid(checkpoint)?;
         let keys = self.keys(&checkpoint.run_id, &checkpoint.stage);
@@ -102,7 +109,11 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
             .collect();
         retained.sort_unstable();
         // The new copy counts as one of max-retained, so max-retained 1 keeps no copies at all.
-        let keep_old = if self.options.max_retained > 1 { self.options.max_retained as usize - 1 } else { 0 };
+        let keep_old = if self.options.max_retained > 1 {
+            self.options.max_retained as usize - 1
+        } else {
+            0
+        };
         let prune = retained.len().saturating_sub(keep_old);
 
         let mut writes = Vec::with_capacity(2 + prune);
@@ -120,14 +131,24 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         }));
         // The latest goes last: its condition serialises every writer of the stage, and the
         // unconditional writes before it only ever apply together with it.
-        writes.push(Write { key: latest_key, expected_version: Some(expected_version), op: WriteOp::Put(bytes) });
+        writes.push(Write {
+            key: latest_key,
+            expected_version: Some(expected_version),
+            op: WriteOp::Put(bytes),
+        });
 
-        let version = match self.storage.commit(&writes).map_err(|e| storage("committing checkpoint", e))? {
+        let version = match self
+            .storage
+            .commit(&writes)
+            .map_err(|e| storage("committing checkpoint", e))?
+        {
             CommitOutcome::Committed(versions) => versions.last().copied().unwrap_or_default(),
             CommitOutcome::Conflict(index) => {
                 return Err(Error::Conflict(format!(
                     "{} changed since it was read (write {index} of {}); re-read and retry",
-                    writes.get(index as usize).map_or("the stage", |w| w.key.as_str()),
+                    writes
+                        .get(index as usize)
+                        .map_or("the stage", |w| w.key.as_str()),
                     writes.len()
                 )));
             }
@@ -135,7 +156,13 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
 
         // 5. Only now, with the checkpoint durable: ack.
         let acks = self.ack(batch);
-        Ok(Receipt { sequence: checkpoint.sequence, version, replayed: false, pruned: prune as u32, acks })
+        Ok(Receipt {
+            sequence: checkpoint.sequence,
+            version,
+            replayed: false,
+            pruned: prune as u32,
+            acks,
+        })
     }
 
     /// The latest checkpoint of a stage. Never writes.
@@ -158,7 +185,10 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         let latest_key = keys.latest();
         let first_damage = match self.read_latest(&keys, &latest_key) {
             Ok(Some(stored)) => {
-                return Ok(Resume { point: resume_point_of(&stored.checkpoint), origin: ResumeOrigin::Latest });
+                return Ok(Resume {
+                    point: resume_point_of(&stored.checkpoint),
+                    origin: ResumeOrigin::Latest,
+                });
             }
             Ok(None) => None,
             Err(Error::Corrupt(damage)) => Some(damage),
@@ -172,13 +202,22 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
                     stage: stage.to_string(),
                     sequence: 0,
                     epoch: 0,
-                    watermark: Watermark { offset: 0, event_time_ms: 0 },
+                    watermark: Watermark {
+                        offset: 0,
+                        event_time_ms: 0,
+                    },
                 },
                 origin: ResumeOrigin::Fresh,
             });
         }
         let mut skipped = vec![first_damage.unwrap_or_else(|| {
-            at_key(corruption(CorruptionKind::Malformed, "latest is missing while retained copies exist"), &latest_key)
+            at_key(
+                corruption(
+                    CorruptionKind::Malformed,
+                    "latest is missing while retained copies exist",
+                ),
+                &latest_key,
+            )
         })];
         retained.reverse();
         for (_, key) in retained {
@@ -194,7 +233,11 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
             }
         }
         let mut damage = skipped.swap_remove(0);
-        damage.detail = format!("{}; no intact retained copy ({} damaged)", damage.detail, skipped.len());
+        damage.detail = format!(
+            "{}; no intact retained copy ({} damaged)",
+            damage.detail,
+            skipped.len()
+        );
         Err(Error::Corrupt(damage))
     }
 
@@ -205,11 +248,17 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         let keys = self.keys(run_id, stage);
         let retained = self.retained_keys(&keys)?;
         if retained.is_empty() {
-            return Ok(self.read_latest(&keys, &keys.latest())?.map(|s| s.checkpoint).into_iter().collect());
+            return Ok(self
+                .read_latest(&keys, &keys.latest())?
+                .map(|s| s.checkpoint)
+                .into_iter()
+                .collect());
         }
         let mut out = Vec::with_capacity(retained.len());
         for (_, key) in retained {
-            if let Some((checkpoint, _)) = self.read_checkpoint(&keys, &key)?.map_err(Error::Corrupt)? {
+            if let Some((checkpoint, _)) =
+                self.read_checkpoint(&keys, &key)?.map_err(Error::Corrupt)?
+            {
                 out.push(checkpoint);
             }
         }
@@ -223,23 +272,38 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         check_id("stage", stage)?;
         let keys = self.keys(run_id, stage);
         let latest_key = keys.latest();
-        let latest = self.storage.get(&latest_key).map_err(|e| storage("reading latest", e))?;
+        let latest = self
+            .storage
+            .get(&latest_key)
+            .map_err(|e| storage("reading latest", e))?;
         let mut writes: Vec<Write> = self
             .retained_keys(&keys)?
             .into_iter()
-            .map(|(_, key)| Write { key, expected_version: None, op: WriteOp::Delete })
+            .map(|(_, key)| Write {
+                key,
+                expected_version: None,
+                op: WriteOp::Delete,
+            })
             .collect();
         if let Lookup::Found(entry) = latest {
-            writes.push(Write { key: latest_key, expected_version: Some(entry.version), op: WriteOp::Delete });
+            writes.push(Write {
+                key: latest_key,
+                expected_version: Some(entry.version),
+                op: WriteOp::Delete,
+            });
         }
         if writes.is_empty() {
             return Ok(0);
         }
-        match self.storage.commit(&writes).map_err(|e| storage("deleting checkpoints", e))? {
+        match self
+            .storage
+            .commit(&writes)
+            .map_err(|e| storage("deleting checkpoints", e))?
+        {
             CommitOutcome::Committed(_) => Ok(writes.len() as u32),
-            CommitOutcome::Conflict(_) => {
-                Err(Error::Conflict("the stage was written while being deleted; re-read and retry".into()))
-            }
+            CommitOutcome::Conflict(_) => Err(Error::Conflict(
+                "the stage was written while being deleted; re-read and retry".into(),
+            )),
         }
     }
 
@@ -259,11 +323,20 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
 
     /// The stage's latest, decoded and checked to belong to the stage. `Err(Corrupt)` if damaged.
     fn read_latest(&mut self, keys: &StageKeys, key: &str) -> Result<Option<Stored>, Error> {
-        match self.storage.get(key).map_err(|e| storage("reading latest", e))? {
+        match self
+            .storage
+            .get(key)
+            .map_err(|e| storage("reading latest", e))?
+        {
             Lookup::Missing => Ok(None),
             Lookup::Found(entry) => {
-                let checkpoint = decode_for(&self.options.namespace, keys, key, &entry.value).map_err(Error::Corrupt)?;
-                Ok(Some(Stored { checkpoint, bytes: entry.value, version: entry.version }))
+                let checkpoint = decode_for(&self.options.namespace, keys, key, &entry.value)
+                    .map_err(Error::Corrupt)?;
+                Ok(Some(Stored {
+                    checkpoint,
+                    bytes: entry.value,
+                    version: entry.version,
+                }))
             }
         }
     }
@@ -275,9 +348,16 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         keys: &StageKeys,
         key: &str,
     ) -> Result<Result<Option<(Checkpoint, u64)>, Corruption>, Error> {
-        match self.storage.get(key).map_err(|e| storage("reading retained checkpoint", e))? {
+        match self
+            .storage
+            .get(key)
+            .map_err(|e| storage("reading retained checkpoint", e))?
+        {
             Lookup::Missing => Ok(Ok(None)),
-            Lookup::Found(entry) => Ok(decode_for(&self.options.namespace, keys, key, &entry.value).map(|c| Some((c, entry.version)))),
+            Lookup::Found(entry) => {
+                Ok(decode_for(&self.options.namespace, keys, key, &entry.value)
+                    .map(|c| Some((c, entry.version))))
+            }
         }
     }
 
@@ -287,19 +367,28 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
             .storage
             .list_keys(&keys.history_prefix())
             .map_err(|e| storage("listing retained checkpoints", e))?;
-        let mut retained: Vec<(u64, String)> =
-            listed.into_iter().filter_map(|key| keys.history_sequence(&key).map(|s| (s, key))).collect();
+        let mut retained: Vec<(u64, String)> = listed
+            .into_iter()
+            .filter_map(|key| keys.history_sequence(&key).map(|s| (s, key)))
+            .collect();
         retained.sort_unstable();
         Ok(retained)
     }
 }
 
 /// Decodes stored bytes and checks they belong under `key`.
-fn decode_for(namespace: &str, keys: &StageKeys, key: &str, bytes: &[u8]) -> Result<Checkpoint, Corruption> {
+fn decode_for(
+    namespace: &str,
+    keys: &StageKeys,
+    key: &str,
+    bytes: &[u8],
+) -> Result<Checkpoint, Corruption> {
     let checkpoint = codec::decode(bytes).map_err(|c| at_key(c, key))?;
     let own = StageKeys::new(namespace, &checkpoint.run_id, &checkpoint.stage);
     let in_place = own == *keys
-        && keys.history_sequence(key).is_none_or(|sequence| sequence == checkpoint.sequence);
+        && keys
+            .history_sequence(key)
+            .is_none_or(|sequence| sequence == checkpoint.sequence);
     if !in_place {
         return Err(at_key(
             corruption(
@@ -318,7 +407,10 @@ fn decode_for(namespace: &str, keys: &StageKeys, key: &str, bytes: &[u8]) -> Res
 /// Fencing first (a stale owner must stop, whatever it wrote), then the three orderings.
 pub(crate) fn check_progress(stored: &Checkpoint, next: &Checkpoint) -> Result<(), Error> {
     if next.epoch < stored.epoch {
-        return Err(Error::Fenced(FencedInfo { stored_epoch: stored.epoch, attempted_epoch: next.epoch }));
+        return Err(Error::Fenced(FencedInfo {
+            stored_epoch: stored.epoch,
+            attempted_epoch: next.epoch,
+        }));
     }
     let field = if next.sequence <= stored.sequence {
         "sequence"
@@ -351,18 +443,33 @@ pub(crate) fn resume_point_of(c: &Checkpoint) -> ResumePoint {
 fn check_options(options: &Options) -> Result<(), Error> {
     let ns = &options.namespace;
     if ns.is_empty() || ns.len() > MAX_NAMESPACE_BYTES {
-        return Err(invalid("namespace", format!("{} bytes, must be 1 to {MAX_NAMESPACE_BYTES}", ns.len())));
+        return Err(invalid(
+            "namespace",
+            format!("{} bytes, must be 1 to {MAX_NAMESPACE_BYTES}", ns.len()),
+        ));
     }
-    if let Some(bad) = ns.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
-        return Err(invalid("namespace", format!("{bad:?} is not one of A-Z a-z 0-9 _ - .")));
+    if let Some(bad) = ns
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(invalid(
+            "namespace",
+            format!("{bad:?} is not one of A-Z a-z 0-9 _ - ."),
+        ));
     }
     if options.max_retained == 0 || options.max_retained > MAX_RETAINED {
-        return Err(invalid("max-retained", format!("{}, must be 1 to {MAX_RETAINED}", options.max_retained)));
+        return Err(invalid(
+            "max-retained",
+            format!("{}, must be 1 to {MAX_RETAINED}", options.max_retained),
+        ));
     }
     if options.max_checkpoint_bytes < MIN_CHECKPOINT_BYTES {
         return Err(invalid(
             "max-checkpoint-bytes",
-            format!("{}, must be at least {MIN_CHECKPOINT_BYTES}", options.max_checkpoint_bytes),
+            format!(
+                "{}, must be at least {MIN_CHECKPOINT_BYTES}",
+                options.max_checkpoint_bytes
+            ),
         ));
     }
     Ok(())

@@ -47,7 +47,10 @@ fn body_len(c: &Checkpoint) -> usize {
         + 4
         + c.sinks.iter().map(|s| text(&s.name) + 8).sum::<usize>()
         + 4
-        + c.operator_states.iter().map(|s| text(&s.name) + 4 + s.state.len()).sum::<usize>()
+        + c.operator_states
+            .iter()
+            .map(|s| text(&s.name) + 4 + s.state.len())
+            .sum::<usize>()
 }
 
 /// Validates and encodes `checkpoint` into its canonical bytes.
@@ -59,8 +62,12 @@ pub fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>, Error> {
 /// Encodes a checkpoint that already passed [`validate`].
 pub(crate) fn encode_valid(c: &Checkpoint) -> Result<Vec<u8>, Error> {
     let body = body_len(c);
-    let body_u32 = u32::try_from(body)
-        .map_err(|_| invalid("checkpoint", format!("encodes to {body} bytes, more than 4 GiB")))?;
+    let body_u32 = u32::try_from(body).map_err(|_| {
+        invalid(
+            "checkpoint",
+            format!("encodes to {body} bytes, more than 4 GiB"),
+        )
+    })?;
     let mut out = Vec::with_capacity(HEADER_LEN + body + TRAILER_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -98,7 +105,7 @@ pub(crate) fn encode_valid(c: &Checkpoint) -> Result<Vec<u8>, Error> {
 }
 
 /// The entries of a named list in name order, without copying them.
-fn sorted_by_name<'a, T>(items: &'a [T], name: impl Fn(&T) -> &str) -> Vec<&'a T> {
+fn sorted_by_name<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<&T> {
     let mut refs: Vec<&T> = items.iter().collect();
     refs.sort_unstable_by(|a, b| name(a).cmp(name(b)));
     refs
@@ -126,42 +133,75 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, Corruption> {
     use CorruptionKind as K;
     let magic_seen = &bytes[..bytes.len().min(MAGIC.len())];
     if magic_seen != &MAGIC[..magic_seen.len()] {
-        return Err(corruption(K::BadMagic, format!("first bytes {magic_seen:02x?}, expected {MAGIC:02x?}")));
+        return Err(corruption(
+            K::BadMagic,
+            format!("first bytes {magic_seen:02x?}, expected {MAGIC:02x?}"),
+        ));
     }
     if bytes.len() < HEADER_LEN + TRAILER_LEN {
         return Err(corruption(
             K::Truncated,
-            format!("{} bytes, a checkpoint has at least {}", bytes.len(), HEADER_LEN + TRAILER_LEN),
+            format!(
+                "{} bytes, a checkpoint has at least {}",
+                bytes.len(),
+                HEADER_LEN + TRAILER_LEN
+            ),
         ));
     }
     let declared = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
     let expected_total = HEADER_LEN as u64 + declared as u64 + TRAILER_LEN as u64;
     if (bytes.len() as u64) < expected_total {
-        return Err(corruption(K::Truncated, format!("{} bytes, header declares {expected_total}", bytes.len())));
+        return Err(corruption(
+            K::Truncated,
+            format!("{} bytes, header declares {expected_total}", bytes.len()),
+        ));
     }
     if (bytes.len() as u64) > expected_total {
-        return Err(corruption(K::TrailingBytes, format!("{} bytes, header declares {expected_total}", bytes.len())));
+        return Err(corruption(
+            K::TrailingBytes,
+            format!("{} bytes, header declares {expected_total}", bytes.len()),
+        ));
     }
     let crc_at = HEADER_LEN + declared;
-    let stored_crc = u32::from_le_bytes([bytes[crc_at], bytes[crc_at + 1], bytes[crc_at + 2], bytes[crc_at + 3]]);
+    let stored_crc = u32::from_le_bytes([
+        bytes[crc_at],
+        bytes[crc_at + 1],
+        bytes[crc_at + 2],
+        bytes[crc_at + 3],
+    ]);
     let actual_crc = crc32c::crc32c(&bytes[..crc_at]);
     if stored_crc != actual_crc {
-        return Err(corruption(K::CrcMismatch, format!("stored {stored_crc:08x}, computed {actual_crc:08x}")));
+        return Err(corruption(
+            K::CrcMismatch,
+            format!("stored {stored_crc:08x}, computed {actual_crc:08x}"),
+        ));
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
     if version != VERSION {
-        return Err(corruption(K::UnknownVersion, format!("version {version}, this component reads {VERSION}")));
+        return Err(corruption(
+            K::UnknownVersion,
+            format!("version {version}, this component reads {VERSION}"),
+        ));
     }
     let flags = u16::from_le_bytes([bytes[6], bytes[7]]);
     if flags != 0 {
-        return Err(corruption(K::UnknownFlags, format!("flags {flags:#06x}, version {VERSION} defines none")));
+        return Err(corruption(
+            K::UnknownFlags,
+            format!("flags {flags:#06x}, version {VERSION} defines none"),
+        ));
     }
-    let mut r = Reader { buf: &bytes[HEADER_LEN..crc_at], pos: 0 };
+    let mut r = Reader {
+        buf: &bytes[HEADER_LEN..crc_at],
+        pos: 0,
+    };
     let checkpoint = r.checkpoint()?;
     if r.pos != r.buf.len() {
         return Err(corruption(
             K::Malformed,
-            format!("body has {} bytes after its last field", r.buf.len() - r.pos),
+            format!(
+                "body has {} bytes after its last field",
+                r.buf.len() - r.pos
+            ),
         ));
     }
     validate(&checkpoint).map_err(|e| match e {
@@ -183,7 +223,10 @@ impl<'a> Reader<'a> {
         if n > remaining {
             return Err(corruption(
                 CorruptionKind::Malformed,
-                format!("{what} needs {n} bytes at body offset {}, {remaining} left", self.pos),
+                format!(
+                    "{what} needs {n} bytes at body offset {}, {remaining} left",
+                    self.pos
+                ),
             ));
         }
         let slice = &self.buf[self.pos..self.pos + n];
@@ -216,12 +259,18 @@ impl<'a> Reader<'a> {
         let at = self.pos;
         let b = self.bytes(what)?;
         core::str::from_utf8(b).map(str::to_owned).map_err(|e| {
-            corruption(CorruptionKind::InvalidUtf8, format!("{what} at body offset {at}: {e}"))
+            corruption(
+                CorruptionKind::InvalidUtf8,
+                format!("{what} at body offset {at}: {e}"),
+            )
         })
     }
 
     fn watermark(&mut self, what: &str) -> Result<Watermark, Corruption> {
-        Ok(Watermark { offset: self.u64(what)?, event_time_ms: self.i64(what)? })
+        Ok(Watermark {
+            offset: self.u64(what)?,
+            event_time_ms: self.i64(what)?,
+        })
     }
 
     /// A list count, bounded by what the remaining bytes can hold, so a damaged count can never
@@ -253,7 +302,11 @@ impl<'a> Reader<'a> {
             let name = self.string("source name")?;
             let sequence = self.u64("source sequence")?;
             let watermark = self.watermark("source watermark")?;
-            sources.push(SourcePosition { name, sequence, watermark });
+            sources.push(SourcePosition {
+                name,
+                sequence,
+                watermark,
+            });
         }
         ascending("sources", sources.iter().map(|s| s.name.as_str()))?;
 
@@ -273,7 +326,10 @@ impl<'a> Reader<'a> {
             let state = self.bytes("operator-state")?.to_vec();
             operator_states.push(OperatorState { name, state });
         }
-        ascending("operator-states", operator_states.iter().map(|s| s.name.as_str()))?;
+        ascending(
+            "operator-states",
+            operator_states.iter().map(|s| s.name.as_str()),
+        )?;
 
         Ok(Checkpoint {
             run_id,
@@ -292,7 +348,9 @@ impl<'a> Reader<'a> {
 
 /// Canonical form: names strictly ascending (which also rules out duplicates).
 fn ascending<'a>(list: &str, mut names: impl Iterator<Item = &'a str>) -> Result<(), Corruption> {
-    let Some(mut previous) = names.next() else { return Ok(()) };
+    let Some(mut previous) = names.next() else {
+        return Ok(());
+    };
     for name in names {
         if name <= previous {
             return Err(corruption(
@@ -315,26 +373,41 @@ pub fn chain_signature(checkpoints: &[Checkpoint]) -> Result<String, Error> {
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// The resume point of `stage`: its checkpoint with the highest sequence.
-pub fn resume_point_for_stage(checkpoints: &[Checkpoint], stage: &str) -> Result<crate::model::ResumePoint, Error> {
+pub fn resume_point_for_stage(
+    checkpoints: &[Checkpoint],
+    stage: &str,
+) -> Result<crate::model::ResumePoint, Error> {
     let mut best: Option<&Checkpoint> = None;
-    for (index, checkpoint) in checkpoints.iter().enumerate().filter(|(_, c)| c.stage == stage) {
+    for (index, checkpoint) in checkpoints
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.stage == stage)
+    {
         validate(checkpoint).map_err(|e| prefix_field(e, index))?;
         match best {
             Some(b) if b.sequence == checkpoint.sequence && b != checkpoint => {
                 return Err(invalid(
                     format!("checkpoints[{index}]"),
-                    format!("sequence {} appears twice with different content", checkpoint.sequence),
+                    format!(
+                        "sequence {} appears twice with different content",
+                        checkpoint.sequence
+                    ),
                 ));
             }
             Some(b) if b.sequence >= checkpoint.sequence => {}
             _ => best = Some(checkpoint),
         }
     }
-    best.map(crate::checkpointer::resume_point_of).ok_or(Error::NotFound)
+    best.map(crate::checkpointer::resume_point_of)
+        .ok_or(Error::NotFound)
 }
 
 /// Points an `invalid` error at the list entry it came from.

@@ -51,7 +51,9 @@ impl checkpointer::Guest for Component {
 impl checkpointer::GuestCheckpointer for CheckpointerResource {
     fn open(options: Options) -> Result<checkpointer::Checkpointer, Error> {
         let logic = Logic::open(options, HostStorage, HostConsumer)?;
-        Ok(checkpointer::Checkpointer::new(CheckpointerResource(RefCell::new(logic))))
+        Ok(checkpointer::Checkpointer::new(CheckpointerResource(
+            RefCell::new(logic),
+        )))
     }
     fn write(&self, checkpoint: Checkpoint, batch: Vec<String>) -> Result<Receipt, Error> {
         self.0.borrow_mut().write(&checkpoint, &batch)
@@ -71,7 +73,9 @@ impl checkpointer::GuestCheckpointer for CheckpointerResource {
     fn open_driver(&self, options: DriverOptions) -> Result<checkpointer::Driver, Error> {
         let logic = Logic::open(self.0.borrow().options().clone(), HostStorage, HostConsumer)?;
         let driver = crate::Driver::open(logic, options)?;
-        Ok(checkpointer::Driver::new(DriverResource(RefCell::new(driver))))
+        Ok(checkpointer::Driver::new(DriverResource(RefCell::new(
+            driver,
+        ))))
     }
 }
 
@@ -85,7 +89,11 @@ impl checkpointer::GuestDriver for DriverResource {
     fn record_processed(&self, message: ProcessedMessage, now_ms: u64) -> Result<Progress, Error> {
         self.0.borrow_mut().record_processed(message, now_ms)
     }
-    fn record_processed_batch(&self, messages: Vec<ProcessedMessage>, now_ms: u64) -> Result<BatchProgress, Error> {
+    fn record_processed_batch(
+        &self,
+        messages: Vec<ProcessedMessage>,
+        now_ms: u64,
+    ) -> Result<BatchProgress, Error> {
         self.0.borrow_mut().record_processed_batch(messages, now_ms)
     }
     fn flush(&self, now_ms: u64) -> Result<Progress, Error> {
@@ -109,7 +117,10 @@ impl codec::Guest for Component {
     fn chain_signature(checkpoints: Vec<Checkpoint>) -> Result<String, Error> {
         crate::codec::chain_signature(&checkpoints)
     }
-    fn resume_point_for_stage(checkpoints: Vec<Checkpoint>, stage: String) -> Result<ResumePoint, Error> {
+    fn resume_point_for_stage(
+        checkpoints: Vec<Checkpoint>,
+        stage: String,
+    ) -> Result<ResumePoint, Error> {
         crate::codec::resume_point_for_stage(&checkpoints, &stage)
     }
 }

@@ -5,8 +5,7 @@ use crate::checkpointer::{Checkpointer, resume_point_of};
 use crate::errors::invalid;
 use crate::model::{
     BatchProgress, ChangeEvent, ChangeKind, Changelog, Checkpoint, DriverOptions, Error,
-    FencedInfo, Policy, ProcessedMessage, Progress, RegressionInfo, Resume, ResumePoint,
-    Watermark,
+    FencedInfo, Policy, ProcessedMessage, Progress, RegressionInfo, Resume, ResumePoint, Watermark,
 };
 use crate::ports::{Consumer, Storage};
 use crate::validate::check_id;
@@ -30,7 +29,10 @@ pub struct Driver<S, C> {
 
 impl<S: Storage, C: Consumer> Driver<S, C> {
     /// Validates `options`, reads the resume point and refuses an epoch older than the stored one.
-    pub fn open(mut checkpointer: Checkpointer<S, C>, options: DriverOptions) -> Result<Self, Error> {
+    pub fn open(
+        mut checkpointer: Checkpointer<S, C>,
+        options: DriverOptions,
+    ) -> Result<Self, Error> {
         check_id("run-id", &options.run_id)?;
         check_id("stage", &options.stage)?;
         if options.policy == Policy::PerBatch(0) {
@@ -74,14 +76,22 @@ impl<S: Storage, C: Consumer> Driver<S, C> {
     }
 
     /// Records one processed message; checkpoints when the policy says so.
-    pub fn record_processed(&mut self, message: ProcessedMessage, now_ms: u64) -> Result<Progress, Error> {
+    pub fn record_processed(
+        &mut self,
+        message: ProcessedMessage,
+        now_ms: u64,
+    ) -> Result<Progress, Error> {
         self.record(message)?;
         let due = match self.policy {
             Policy::PerMessage => true,
             Policy::PerBatch(n) => self.pending_ids.len() >= n as usize,
             Policy::ExplicitFlush => false,
         };
-        if due { self.flush(now_ms) } else { Ok(Progress::Pending(self.pending_ids.len() as u32)) }
+        if due {
+            self.flush(now_ms)
+        } else {
+            Ok(Progress::Pending(self.pending_ids.len() as u32))
+        }
     }
 
     /// Records messages in order; stops at the first error, keeping what came before it.
@@ -96,7 +106,10 @@ impl<S: Storage, C: Consumer> Driver<S, C> {
                 checkpoints.push(receipt);
             }
         }
-        Ok(BatchProgress { checkpoints, pending: self.pending_ids.len() as u32 })
+        Ok(BatchProgress {
+            checkpoints,
+            pending: self.pending_ids.len() as u32,
+        })
     }
 
     /// Writes a checkpoint covering the pending messages, if there are any.
@@ -166,12 +179,19 @@ impl<S: Storage, C: Consumer> Driver<S, C> {
     }
 
     fn event(&self, kind: ChangeKind) -> ChangeEvent {
-        ChangeEvent { kind, sequence: self.cursor.sequence, watermark: self.pending_watermark }
+        ChangeEvent {
+            kind,
+            sequence: self.cursor.sequence,
+            watermark: self.pending_watermark,
+        }
     }
 
     /// Adopts the stored latest as the cursor after a failed write.
     fn resync_cursor(&mut self) -> Result<(), Error> {
-        match self.checkpointer.get(&self.cursor.run_id, &self.cursor.stage) {
+        match self
+            .checkpointer
+            .get(&self.cursor.run_id, &self.cursor.stage)
+        {
             Ok(stored) => {
                 fence(&resume_point_of(&stored), self.epoch)?;
                 if stored.sequence > self.cursor.sequence {
@@ -188,7 +208,10 @@ impl<S: Storage, C: Consumer> Driver<S, C> {
 
 fn fence(stored: &ResumePoint, epoch: u64) -> Result<(), Error> {
     if stored.sequence > 0 && epoch < stored.epoch {
-        return Err(Error::Fenced(FencedInfo { stored_epoch: stored.epoch, attempted_epoch: epoch }));
+        return Err(Error::Fenced(FencedInfo {
+            stored_epoch: stored.epoch,
+            attempted_epoch: epoch,
+        }));
     }
     Ok(())
 }

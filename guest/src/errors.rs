@@ -3,11 +3,18 @@
 use crate::model::{Corruption, CorruptionKind, Error, InvalidInput, StorageError};
 
 pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
-    Error::Invalid(InvalidInput { field: field.into(), reason: reason.into() })
+    Error::Invalid(InvalidInput {
+        field: field.into(),
+        reason: reason.into(),
+    })
 }
 
 pub(crate) fn corruption(kind: CorruptionKind, detail: impl Into<String>) -> Corruption {
-    Corruption { kind, key: String::new(), detail: detail.into() }
+    Corruption {
+        kind,
+        key: String::new(),
+        detail: detail.into(),
+    }
 }
 
 /// Attaches the storage key the damaged bytes came from.
@@ -24,4 +31,3 @@ pub(crate) fn storage(operation: &str, error: StorageError) -> Error {
     };
     Error::Storage(format!("{operation}: storage {kind}: {message}"))
 }
-

@@ -42,7 +42,8 @@ impl StageKeys {
     /// Keys for `run_id` and `stage` under `namespace` (which the options already restrict to
     /// characters that need no escaping).
     pub fn new(namespace: &str, run_id: &str, stage: &str) -> Self {
-        let mut prefix = String::with_capacity(ROOT.len() + namespace.len() + run_id.len() + stage.len() + 3);
+        let mut prefix =
+            String::with_capacity(ROOT.len() + namespace.len() + run_id.len() + stage.len() + 3);
         prefix.push_str(ROOT);
         prefix.push_str(namespace);
         prefix.push('/');
@@ -92,8 +93,18 @@ mod tests {
 
     #[test]
     fn pairs_that_would_collide_with_naive_joining_get_distinct_keys() {
-        let pairs = [("a/b", "c"), ("a", "b/c"), ("a:b", "c"), ("a", "b:c"), ("a%2Fb", "c"), ("a", "b%2Fc")];
-        let mut keys: Vec<String> = pairs.iter().map(|(r, s)| StageKeys::new("ns", r, s).latest()).collect();
+        let pairs = [
+            ("a/b", "c"),
+            ("a", "b/c"),
+            ("a:b", "c"),
+            ("a", "b:c"),
+            ("a%2Fb", "c"),
+            ("a", "b%2Fc"),
+        ];
+        let mut keys: Vec<String> = pairs
+            .iter()
+            .map(|(r, s)| StageKeys::new("ns", r, s).latest())
+            .collect();
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), pairs.len());
@@ -103,7 +114,10 @@ mod tests {
     fn history_keys_sort_by_sequence_and_parse_back() {
         let keys = StageKeys::new("ns", "run", "stage");
         assert!(keys.history(9) < keys.history(10));
-        assert_eq!(keys.history_sequence(&keys.history(u64::MAX)), Some(u64::MAX));
+        assert_eq!(
+            keys.history_sequence(&keys.history(u64::MAX)),
+            Some(u64::MAX)
+        );
         assert_eq!(keys.history_sequence(&keys.latest()), None);
         assert_eq!(keys.history_sequence("ckpt/ns/run/stage/h/12"), None);
     }

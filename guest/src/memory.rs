@@ -31,14 +31,24 @@ impl MemoryStorage {
     /// Replaces the bytes under an existing or new key, as damage from outside would.
     pub fn set_raw(&mut self, key: &str, value: Vec<u8>) {
         self.last_version += 1;
-        self.entries.insert(key.to_string(), Entry { value, version: self.last_version });
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                value,
+                version: self.last_version,
+            },
+        );
     }
 }
 
 impl Storage for MemoryStorage {
     fn get(&mut self, key: &str) -> Result<Lookup, StorageError> {
         self.calls.push("get");
-        Ok(self.entries.get(key).cloned().map_or(Lookup::Missing, Lookup::Found))
+        Ok(self
+            .entries
+            .get(key)
+            .cloned()
+            .map_or(Lookup::Missing, Lookup::Found))
     }
 
     fn commit(&mut self, writes: &[Write]) -> Result<CommitOutcome, StorageError> {
@@ -48,7 +58,10 @@ impl Storage for MemoryStorage {
         }
         for (index, write) in writes.iter().enumerate() {
             let current = self.entries.get(&write.key).map_or(0, |e| e.version);
-            if write.expected_version.is_some_and(|expected| expected != current) {
+            if write
+                .expected_version
+                .is_some_and(|expected| expected != current)
+            {
                 return Ok(CommitOutcome::Conflict(index as u32));
             }
         }
@@ -57,7 +70,13 @@ impl Storage for MemoryStorage {
             match &write.op {
                 WriteOp::Put(value) => {
                     self.last_version += 1;
-                    self.entries.insert(write.key.clone(), Entry { value: value.clone(), version: self.last_version });
+                    self.entries.insert(
+                        write.key.clone(),
+                        Entry {
+                            value: value.clone(),
+                            version: self.last_version,
+                        },
+                    );
                     versions.push(self.last_version);
                 }
                 WriteOp::Delete => {

@@ -13,7 +13,10 @@ pub fn check_id(field: &str, value: &str) -> Result<(), Error> {
         return Err(invalid(field, "must not be empty"));
     }
     if value.len() > MAX_ID_BYTES {
-        return Err(invalid(field, format!("{} bytes, at most {MAX_ID_BYTES}", value.len())));
+        return Err(invalid(
+            field,
+            format!("{} bytes, at most {MAX_ID_BYTES}", value.len()),
+        ));
     }
     Ok(())
 }
@@ -23,17 +26,29 @@ pub fn validate(checkpoint: &Checkpoint) -> Result<(), Error> {
     check_id("run-id", &checkpoint.run_id)?;
     check_id("stage", &checkpoint.stage)?;
     if checkpoint.sequence == 0 {
-        return Err(invalid("sequence", "must be at least 1 (0 means \"nothing stored\")"));
+        return Err(invalid(
+            "sequence",
+            "must be at least 1 (0 means \"nothing stored\")",
+        ));
     }
     if checkpoint.idempotency_key.len() > MAX_ID_BYTES {
         return Err(invalid(
             "idempotency-key",
-            format!("{} bytes, at most {MAX_ID_BYTES}", checkpoint.idempotency_key.len()),
+            format!(
+                "{} bytes, at most {MAX_ID_BYTES}",
+                checkpoint.idempotency_key.len()
+            ),
         ));
     }
-    check_names("sources", checkpoint.sources.iter().map(|s| s.name.as_str()))?;
+    check_names(
+        "sources",
+        checkpoint.sources.iter().map(|s| s.name.as_str()),
+    )?;
     check_names("sinks", checkpoint.sinks.iter().map(|s| s.name.as_str()))?;
-    check_names("operator-states", checkpoint.operator_states.iter().map(|s| s.name.as_str()))?;
+    check_names(
+        "operator-states",
+        checkpoint.operator_states.iter().map(|s| s.name.as_str()),
+    )?;
     Ok(())
 }
 
@@ -46,13 +61,19 @@ fn check_names<'a>(list: &str, names: impl Iterator<Item = &'a str>) -> Result<(
             return Err(invalid(field(), "must not be empty"));
         }
         if name.len() > MAX_ID_BYTES {
-            return Err(invalid(field(), format!("{} bytes, at most {MAX_ID_BYTES}", name.len())));
+            return Err(invalid(
+                field(),
+                format!("{} bytes, at most {MAX_ID_BYTES}", name.len()),
+            ));
         }
         seen.push(name);
     }
     seen.sort_unstable();
     if let Some(pair) = seen.windows(2).find(|pair| pair[0] == pair[1]) {
-        return Err(invalid(list, format!("name {:?} appears more than once", pair[0])));
+        return Err(invalid(
+            list,
+            format!("name {:?} appears more than once", pair[0]),
+        ));
     }
     Ok(())
 }

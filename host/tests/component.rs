@@ -26,7 +26,11 @@ fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("checkpoints.db");
     vec![
-        Backend { name: "memory", open: Box::new(move || Box::new(memory.clone())), _dir: None },
+        Backend {
+            name: "memory",
+            open: Box::new(move || Box::new(memory.clone())),
+            _dir: None,
+        },
         Backend {
             name: "sqlite",
             open: Box::new(move || Box::new(SqliteStorage::open(&path).expect("open sqlite"))),
@@ -36,7 +40,11 @@ fn backends() -> Vec<Backend> {
 }
 
 fn options(max_retained: u32) -> Options {
-    Options { namespace: "test".into(), max_retained, max_checkpoint_bytes: 64 * 1024 }
+    Options {
+        namespace: "test".into(),
+        max_retained,
+        max_checkpoint_bytes: 64 * 1024,
+    }
 }
 
 fn at(sequence: u64, offset: u64) -> Checkpoint {
@@ -45,7 +53,10 @@ fn at(sequence: u64, offset: u64) -> Checkpoint {
         stage: "stage".into(),
         sequence,
         epoch: 1,
-        watermark: Watermark { offset, event_time_ms: offset as i64 },
+        watermark: Watermark {
+            offset,
+            event_time_ms: offset as i64,
+        },
         sources: vec![],
         sinks: vec![],
         operator_states: vec![],
@@ -63,12 +74,24 @@ fn keys(backend: &Backend) -> Vec<String> {
 }
 
 fn open(backend: &Backend, max_retained: u32, consumer: &RecordingConsumer) -> Checkpointer {
-    Checkpointer::open((backend.open)(), Box::new(consumer.clone()), &options(max_retained)).expect("open")
+    Checkpointer::open(
+        (backend.open)(),
+        Box::new(consumer.clone()),
+        &options(max_retained),
+    )
+    .expect("open")
 }
 
 fn put_raw(backend: &Backend, key: &str, value: Vec<u8>) {
-    let write = Write { key: key.into(), expected_version: None, op: WriteOp::Put(value) };
-    assert!(matches!((backend.open)().commit(vec![write]), Ok(CommitOutcome::Committed(_))));
+    let write = Write {
+        key: key.into(),
+        expected_version: None,
+        op: WriteOp::Put(value),
+    };
+    assert!(matches!(
+        (backend.open)().commit(vec![write]),
+        Ok(CommitOutcome::Committed(_))
+    ));
 }
 
 fn raw(backend: &Backend, key: &str) -> Vec<u8> {
@@ -95,7 +118,11 @@ fn regression_below_the_stored_offset_changes_nothing() {
         c.write(&at(1, 7), &ids(&["m6"])).unwrap();
         let before = keys(&b);
         let err = checkpoint_error(c.write(&at(2, 6), &ids(&["m5"])));
-        assert!(matches!(err, CheckpointError::Regression(ref r) if r.field == "offset"), "{}: {err:?}", b.name);
+        assert!(
+            matches!(err, CheckpointError::Regression(ref r) if r.field == "offset"),
+            "{}: {err:?}",
+            b.name
+        );
         assert_eq!(keys(&b), before, "{}", b.name);
         assert_eq!(c.get("run", "stage").unwrap(), at(1, 7), "{}", b.name);
         assert_eq!(consumer.acks(), [ids(&["m6"])], "{}", b.name);
@@ -109,7 +136,10 @@ fn resume_with_nothing_stored_is_fresh_and_writes_nothing() {
         let resume = c.resume_point("run", "stage").unwrap();
         assert_eq!(resume.origin, ResumeOrigin::Fresh, "{}", b.name);
         assert_eq!(resume.point.watermark.offset, 0);
-        assert!(matches!(checkpoint_error(c.get("run", "stage")), CheckpointError::NotFound));
+        assert!(matches!(
+            checkpoint_error(c.get("run", "stage")),
+            CheckpointError::NotFound
+        ));
         assert!(keys(&b).is_empty(), "{}: reads must not write", b.name);
     }
 }
@@ -126,16 +156,25 @@ fn driver_options(policy: Policy) -> DriverOptions {
 }
 
 fn message(i: u64) -> ProcessedMessage {
-    ProcessedMessage { id: format!("m{i}"), next_offset: i + 1, event_time_ms: i as i64 }
+    ProcessedMessage {
+        id: format!("m{i}"),
+        next_offset: i + 1,
+        event_time_ms: i as i64,
+    }
 }
 
 #[test]
 fn per_batch_ten_commits_once_on_the_tenth_and_a_second_flush_is_a_no_op() {
     for b in backends() {
         let consumer = RecordingConsumer::new();
-        let mut d = open(&b, 1, &consumer).open_driver(&driver_options(Policy::PerBatch(10))).unwrap();
+        let mut d = open(&b, 1, &consumer)
+            .open_driver(&driver_options(Policy::PerBatch(10)))
+            .unwrap();
         for i in 0..9 {
-            assert_eq!(d.record_processed(&message(i), 0).unwrap(), Progress::Pending(i as u32 + 1));
+            assert_eq!(
+                d.record_processed(&message(i), 0).unwrap(),
+                Progress::Pending(i as u32 + 1)
+            );
         }
         assert!(keys(&b).is_empty(), "{}: nine messages, no commit", b.name);
         let Progress::Checkpointed(receipt) = d.record_processed(&message(9), 0).unwrap() else {
@@ -145,7 +184,12 @@ fn per_batch_ten_commits_once_on_the_tenth_and_a_second_flush_is_a_no_op() {
         assert_eq!(keys(&b), [LATEST]);
         let version = (b.open)().get(LATEST).unwrap();
         assert_eq!(d.flush(5).unwrap(), Progress::Pending(0));
-        assert_eq!((b.open)().get(LATEST).unwrap(), version, "{}: flush with nothing pending", b.name);
+        assert_eq!(
+            (b.open)().get(LATEST).unwrap(),
+            version,
+            "{}: flush with nothing pending",
+            b.name
+        );
         assert_eq!(consumer.acks().len(), 1);
     }
 }
@@ -161,7 +205,11 @@ impl Storage for FailingCommits {
         self.inner.get(key)
     }
     fn commit(&mut self, writes: Vec<Write>) -> Result<CommitOutcome, StorageError> {
-        if self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        if self
+            .remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
             return Err(StorageError::Unavailable("injected commit failure".into()));
         }
         self.inner.commit(writes)
@@ -176,15 +224,29 @@ fn a_failed_commit_acks_nothing_changes_nothing_and_a_retry_succeeds() {
     for b in backends() {
         let consumer = RecordingConsumer::new();
         let remaining = Arc::new(AtomicU32::new(0));
-        let storage = FailingCommits { inner: (b.open)(), remaining: remaining.clone() };
-        let mut c = Checkpointer::open(Box::new(storage), Box::new(consumer.clone()), &options(2)).unwrap();
+        let storage = FailingCommits {
+            inner: (b.open)(),
+            remaining: remaining.clone(),
+        };
+        let mut c =
+            Checkpointer::open(Box::new(storage), Box::new(consumer.clone()), &options(2)).unwrap();
         c.write(&at(1, 5), &ids(&["a"])).unwrap();
-        let before: Vec<(String, Vec<u8>)> = keys(&b).into_iter().map(|k| (k.clone(), raw(&b, &k))).collect();
+        let before: Vec<(String, Vec<u8>)> = keys(&b)
+            .into_iter()
+            .map(|k| (k.clone(), raw(&b, &k)))
+            .collect();
         remaining.store(1, Ordering::SeqCst);
         let err = checkpoint_error(c.write(&at(2, 9), &ids(&["b"])));
-        assert!(matches!(err, CheckpointError::Storage(ref m) if m.contains("injected")), "{}: {err:?}", b.name);
+        assert!(
+            matches!(err, CheckpointError::Storage(ref m) if m.contains("injected")),
+            "{}: {err:?}",
+            b.name
+        );
         assert_eq!(consumer.acks(), [ids(&["a"])], "{}: nothing acked", b.name);
-        let after: Vec<(String, Vec<u8>)> = keys(&b).into_iter().map(|k| (k.clone(), raw(&b, &k))).collect();
+        let after: Vec<(String, Vec<u8>)> = keys(&b)
+            .into_iter()
+            .map(|k| (k.clone(), raw(&b, &k)))
+            .collect();
         assert_eq!(after, before, "{}: state unchanged", b.name);
         let receipt = c.write(&at(2, 9), &ids(&["b"])).unwrap();
         assert_eq!(receipt.acks, AckOutcome::Acked(1));
@@ -201,11 +263,20 @@ fn max_retained_two_keeps_the_two_newest_after_three_writes() {
         }
         assert_eq!(
             keys(&b),
-            ["ckpt/test/run/stage/h/00000000000000000002", "ckpt/test/run/stage/h/00000000000000000003", LATEST],
+            [
+                "ckpt/test/run/stage/h/00000000000000000002",
+                "ckpt/test/run/stage/h/00000000000000000003",
+                LATEST
+            ],
             "{}",
             b.name
         );
-        let history: Vec<u64> = c.history("run", "stage").unwrap().iter().map(|c| c.sequence).collect();
+        let history: Vec<u64> = c
+            .history("run", "stage")
+            .unwrap()
+            .iter()
+            .map(|c| c.sequence)
+            .collect();
         assert_eq!(history, [2, 3]);
     }
 }
@@ -214,7 +285,15 @@ fn max_retained_two_keeps_the_two_newest_after_three_writes() {
 fn ids_with_slashes_and_colons_round_trip_and_never_collide() {
     for b in backends() {
         let mut c = open(&b, 2, &RecordingConsumer::new());
-        let pairs = [("a/b", "c"), ("a", "b/c"), ("a:b", "c"), ("a", "b:c"), ("a%2Fb", "c"), ("../..", "\0\n"), ("ü", "%")];
+        let pairs = [
+            ("a/b", "c"),
+            ("a", "b/c"),
+            ("a:b", "c"),
+            ("a", "b:c"),
+            ("a%2Fb", "c"),
+            ("../..", "\0\n"),
+            ("ü", "%"),
+        ];
         for (i, (run, stage)) in pairs.iter().enumerate() {
             let mut cp = at(1, i as u64);
             cp.run_id = run.to_string();
@@ -223,10 +302,28 @@ fn ids_with_slashes_and_colons_round_trip_and_never_collide() {
         }
         for (i, (run, stage)) in pairs.iter().enumerate() {
             let got = c.get(run, stage).unwrap();
-            assert_eq!((got.run_id.as_str(), got.stage.as_str(), got.watermark.offset), (*run, *stage, i as u64), "{}", b.name);
+            assert_eq!(
+                (
+                    got.run_id.as_str(),
+                    got.stage.as_str(),
+                    got.watermark.offset
+                ),
+                (*run, *stage, i as u64),
+                "{}",
+                b.name
+            );
         }
-        assert_eq!(keys(&b).len(), pairs.len() * 2, "{}: one latest and one copy per pair", b.name);
-        assert!(keys(&b).iter().all(|k| k.starts_with("ckpt/test/") && !k.contains("..")));
+        assert_eq!(
+            keys(&b).len(),
+            pairs.len() * 2,
+            "{}: one latest and one copy per pair",
+            b.name
+        );
+        assert!(
+            keys(&b)
+                .iter()
+                .all(|k| k.starts_with("ckpt/test/") && !k.contains(".."))
+        );
     }
 }
 
@@ -242,14 +339,24 @@ fn a_corrupt_latest_fails_closed_and_resume_falls_back_to_an_intact_copy() {
         put_raw(&b, LATEST, damaged.clone());
 
         let err = checkpoint_error(c.write(&at(3, 30), &ids(&["x"])));
-        assert!(matches!(err, CheckpointError::Corrupt(ref k) if k.kind == CorruptionKind::CrcMismatch), "{}: {err:?}", b.name);
+        assert!(
+            matches!(err, CheckpointError::Corrupt(ref k) if k.kind == CorruptionKind::CrcMismatch),
+            "{}: {err:?}",
+            b.name
+        );
         assert_eq!(raw(&b, LATEST), damaged, "{}: never overwritten", b.name);
         assert!(consumer.acks().is_empty());
 
         let resume = c.resume_point("run", "stage").unwrap();
-        let ResumeOrigin::Fallback(fallback) = resume.origin else { panic!("{}: {resume:?}", b.name) };
+        let ResumeOrigin::Fallback(fallback) = resume.origin else {
+            panic!("{}: {resume:?}", b.name)
+        };
         assert_eq!(fallback.skipped[0].key, LATEST);
-        assert_eq!(resume.point.sequence, 2, "{}: the intact copy of the latest", b.name);
+        assert_eq!(
+            resume.point.sequence, 2,
+            "{}: the intact copy of the latest",
+            b.name
+        );
         assert_eq!(raw(&b, LATEST), damaged, "{}: resume never writes", b.name);
     }
 }
@@ -264,9 +371,18 @@ fn ack_failure_leaves_the_checkpoint_durable_and_says_so() {
         assert!(matches!(receipt.acks, AckOutcome::Failed(_)), "{}", b.name);
         assert_eq!(consumer.failed(), [ids(&["a"])]);
         let mut again = open(&b, 1, &consumer);
-        assert_eq!(again.get("run", "stage").unwrap(), at(1, 5), "{}: durable despite the ack failure", b.name);
+        assert_eq!(
+            again.get("run", "stage").unwrap(),
+            at(1, 5),
+            "{}: durable despite the ack failure",
+            b.name
+        );
         let replay = again.write(&at(1, 5), &ids(&["a"])).unwrap();
-        assert!(replay.replayed && replay.acks == AckOutcome::Acked(1), "{}: {replay:?}", b.name);
+        assert!(
+            replay.replayed && replay.acks == AckOutcome::Acked(1),
+            "{}: {replay:?}",
+            b.name
+        );
     }
 }
 
@@ -281,8 +397,19 @@ fn a_stale_epoch_is_fenced_across_connections() {
         let mut late = at(2, 2);
         late.epoch = 6;
         let err = checkpoint_error(stale.write(&late, &ids(&["z"])));
-        assert!(matches!(err, CheckpointError::Fenced(ref f) if f.stored_epoch == 7 && f.attempted_epoch == 6), "{}", b.name);
-        assert!(stale.open_driver(&DriverOptions { epoch: 6, ..driver_options(Policy::PerMessage) }).is_err());
+        assert!(
+            matches!(err, CheckpointError::Fenced(ref f) if f.stored_epoch == 7 && f.attempted_epoch == 6),
+            "{}",
+            b.name
+        );
+        assert!(
+            stale
+                .open_driver(&DriverOptions {
+                    epoch: 6,
+                    ..driver_options(Policy::PerMessage)
+                })
+                .is_err()
+        );
     }
 }
 
@@ -290,12 +417,22 @@ fn a_stale_epoch_is_fenced_across_connections() {
 fn a_crashed_driver_resumes_from_the_last_durable_checkpoint() {
     for b in backends() {
         let consumer = RecordingConsumer::new();
-        let mut d = open(&b, 2, &consumer).open_driver(&driver_options(Policy::PerBatch(4))).unwrap();
-        d.record_processed_batch(&(0..10).map(message).collect::<Vec<_>>(), 0).unwrap();
+        let mut d = open(&b, 2, &consumer)
+            .open_driver(&driver_options(Policy::PerBatch(4)))
+            .unwrap();
+        d.record_processed_batch(&(0..10).map(message).collect::<Vec<_>>(), 0)
+            .unwrap();
         drop(d); // crash: two messages pending, never flushed
-        let mut d = open(&b, 2, &consumer).open_driver(&driver_options(Policy::PerBatch(4))).unwrap();
+        let mut d = open(&b, 2, &consumer)
+            .open_driver(&driver_options(Policy::PerBatch(4)))
+            .unwrap();
         let resume = d.resumed_from().unwrap();
-        assert_eq!((resume.origin, resume.point.watermark.offset), (ResumeOrigin::Latest, 8), "{}", b.name);
+        assert_eq!(
+            (resume.origin, resume.point.watermark.offset),
+            (ResumeOrigin::Latest, 8),
+            "{}",
+            b.name
+        );
         let acked: usize = consumer.acks().iter().map(Vec::len).sum();
         assert_eq!(acked, 8, "{}: only covered messages were acked", b.name);
     }
@@ -308,15 +445,23 @@ fn the_component_reads_the_golden_files_and_names_damage() {
     for name in ["v1-minimal.bin", "v1-full.bin"] {
         let bytes = std::fs::read(golden.join(name)).unwrap();
         let decoded = codec.decode(&bytes).unwrap();
-        assert_eq!(codec.encode(&decoded).unwrap(), bytes, "{name}: canonical round trip");
+        assert_eq!(
+            codec.encode(&decoded).unwrap(),
+            bytes,
+            "{name}: canonical round trip"
+        );
         let mut flipped = bytes.clone();
         flipped[bytes.len() / 2] ^= 0x10;
-        assert!(matches!(checkpoint_error(codec.decode(&flipped)), CheckpointError::Corrupt(ref k) if k.kind == CorruptionKind::CrcMismatch));
+        assert!(
+            matches!(checkpoint_error(codec.decode(&flipped)), CheckpointError::Corrupt(ref k) if k.kind == CorruptionKind::CrcMismatch)
+        );
         let mut newer = bytes.clone();
         newer[4] = 2;
         let end = newer.len() - 4;
         let crc = crc32c::crc32c(&newer[..end]);
         newer[end..].copy_from_slice(&crc.to_le_bytes());
-        assert!(matches!(checkpoint_error(codec.decode(&newer)), CheckpointError::Corrupt(ref k) if k.kind == CorruptionKind::UnknownVersion));
+        assert!(
+            matches!(checkpoint_error(codec.decode(&newer)), CheckpointError::Corrupt(ref k) if k.kind == CorruptionKind::UnknownVersion)
+        );
     }
 }

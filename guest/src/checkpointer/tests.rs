@@ -6,8 +6,17 @@ use crate::model::{AckOutcome, CorruptionKind, Error, ResumeOrigin, StorageError
 type Fixture = Checkpointer<MemoryStorage, RecordingConsumer>;
 
 fn open(max_retained: u32) -> Fixture {
-    let options = Options { namespace: "ns".into(), max_retained, max_checkpoint_bytes: 4096 };
-    Checkpointer::open(options, MemoryStorage::default(), RecordingConsumer::default()).unwrap()
+    let options = Options {
+        namespace: "ns".into(),
+        max_retained,
+        max_checkpoint_bytes: 4096,
+    };
+    Checkpointer::open(
+        options,
+        MemoryStorage::default(),
+        RecordingConsumer::default(),
+    )
+    .unwrap()
 }
 
 fn at(sequence: u64, offset: u64) -> Checkpoint {
@@ -16,7 +25,10 @@ fn at(sequence: u64, offset: u64) -> Checkpoint {
         stage: "stage".into(),
         sequence,
         epoch: 1,
-        watermark: Watermark { offset, event_time_ms: offset as i64 * 10 },
+        watermark: Watermark {
+            offset,
+            event_time_ms: offset as i64 * 10,
+        },
         sources: vec![],
         sinks: vec![],
         operator_states: vec![],
@@ -50,12 +62,29 @@ fn a_lower_offset_than_stored_is_a_regression_and_changes_nothing() {
     c.write(&at(1, 7), &ids(&["m7"])).unwrap();
     let before = c.storage_mut().clone();
     let err = c.write(&at(2, 6), &ids(&["m6"])).unwrap_err();
-    let Error::Regression(info) = err else { panic!("{err:?}") };
-    assert_eq!((info.field.as_str(), info.stored_watermark.offset, info.attempted_watermark.offset), ("offset", 7, 6));
+    let Error::Regression(info) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (
+            info.field.as_str(),
+            info.stored_watermark.offset,
+            info.attempted_watermark.offset
+        ),
+        ("offset", 7, 6)
+    );
     assert_eq!(c.storage_mut().keys(), before.keys());
     assert_eq!(c.get("run", "stage").unwrap(), at(1, 7));
-    assert_eq!(c.consumer_mut().acks, [ids(&["m7"])], "nothing acked for the refused write");
-    assert_eq!(c.storage_mut().calls.last(), Some(&"get"), "refused before any write");
+    assert_eq!(
+        c.consumer_mut().acks,
+        [ids(&["m7"])],
+        "nothing acked for the refused write"
+    );
+    assert_eq!(
+        c.storage_mut().calls.last(),
+        Some(&"get"),
+        "refused before any write"
+    );
 }
 
 #[test]
@@ -63,7 +92,10 @@ fn a_sequence_that_does_not_grow_is_a_regression() {
     let mut c = open(1);
     c.write(&at(5, 10), &[]).unwrap();
     let err = c.write(&at(5, 11), &[]).unwrap_err();
-    assert!(matches!(err, Error::Regression(ref i) if i.field == "sequence"), "{err:?}");
+    assert!(
+        matches!(err, Error::Regression(ref i) if i.field == "sequence"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -72,7 +104,9 @@ fn event_time_going_back_is_a_regression() {
     c.write(&at(1, 10), &[]).unwrap();
     let mut next = at(2, 11);
     next.watermark.event_time_ms = 0;
-    assert!(matches!(c.write(&next, &[]), Err(Error::Regression(ref i)) if i.field == "event-time"));
+    assert!(
+        matches!(c.write(&next, &[]), Err(Error::Regression(ref i)) if i.field == "event-time")
+    );
 }
 
 #[test]
@@ -85,7 +119,10 @@ fn an_older_epoch_is_fenced_even_when_it_moves_forward() {
     stale.epoch = 4;
     assert_eq!(
         c.write(&stale, &ids(&["x"])),
-        Err(Error::Fenced(FencedInfo { stored_epoch: 5, attempted_epoch: 4 }))
+        Err(Error::Fenced(FencedInfo {
+            stored_epoch: 5,
+            attempted_epoch: 4
+        }))
     );
     assert!(c.consumer_mut().acks.is_empty());
     let mut successor = at(2, 20);
@@ -98,9 +135,14 @@ fn invalid_input_is_refused_before_any_storage_call() {
     let mut c = open(1);
     let mut bad = at(1, 1);
     bad.run_id.clear();
-    assert!(matches!(c.write(&bad, &ids(&["a"])), Err(Error::Invalid(ref i)) if i.field == "run-id"));
+    assert!(
+        matches!(c.write(&bad, &ids(&["a"])), Err(Error::Invalid(ref i)) if i.field == "run-id")
+    );
     let mut too_big = at(1, 1);
-    too_big.operator_states.push(crate::model::OperatorState { name: "s".into(), state: vec![0; 5000] });
+    too_big.operator_states.push(crate::model::OperatorState {
+        name: "s".into(),
+        state: vec![0; 5000],
+    });
     assert!(matches!(c.write(&too_big, &[]), Err(Error::TooLarge(ref t)) if t.limit == 4096));
     assert!(c.storage_mut().calls.is_empty());
     assert!(c.consumer_mut().acks.is_empty());
@@ -111,7 +153,10 @@ fn resume_with_nothing_stored_is_fresh_at_offset_zero_and_writes_nothing() {
     let mut c = open(3);
     let resume = c.resume_point("run", "stage").unwrap();
     assert_eq!(resume.origin, ResumeOrigin::Fresh);
-    assert_eq!((resume.point.sequence, resume.point.watermark.offset), (0, 0));
+    assert_eq!(
+        (resume.point.sequence, resume.point.watermark.offset),
+        (0, 0)
+    );
     assert!(!c.storage_mut().calls.contains(&"commit"));
     assert_eq!(c.get("run", "stage"), Err(Error::NotFound));
     assert!(c.history("run", "stage").unwrap().is_empty());
@@ -124,7 +169,10 @@ fn commit_failure_acks_nothing_changes_nothing_and_a_retry_succeeds() {
     let keys_before = c.storage_mut().keys();
     c.storage_mut().fail_next_commit = Some(StorageError::Unavailable("disk gone".into()));
     let err = c.write(&at(2, 9), &ids(&["b"])).unwrap_err();
-    assert!(matches!(err, Error::Storage(ref m) if m.contains("disk gone")), "{err:?}");
+    assert!(
+        matches!(err, Error::Storage(ref m) if m.contains("disk gone")),
+        "{err:?}"
+    );
     assert_eq!(c.consumer_mut().acks, [ids(&["a"])]);
     assert_eq!(c.storage_mut().keys(), keys_before);
     assert_eq!(c.get("run", "stage").unwrap(), at(1, 5));
@@ -146,11 +194,23 @@ fn ack_failure_leaves_the_checkpoint_durable_and_says_so() {
 fn retrying_a_committed_write_is_a_replay_that_acks_again_without_writing() {
     let mut c = open(2);
     let first = c.write(&at(1, 5), &ids(&["a"])).unwrap();
-    let commits = c.storage_mut().calls.iter().filter(|c| **c == "commit").count();
+    let commits = c
+        .storage_mut()
+        .calls
+        .iter()
+        .filter(|c| **c == "commit")
+        .count();
     let again = c.write(&at(1, 5), &ids(&["a"])).unwrap();
     assert!(again.replayed);
     assert_eq!(again.version, first.version);
-    assert_eq!(c.storage_mut().calls.iter().filter(|c| **c == "commit").count(), commits);
+    assert_eq!(
+        c.storage_mut()
+            .calls
+            .iter()
+            .filter(|c| **c == "commit")
+            .count(),
+        commits
+    );
     assert_eq!(c.consumer_mut().acks, [ids(&["a"]), ids(&["a"])]);
 }
 
@@ -161,8 +221,16 @@ fn max_retained_two_keeps_only_the_two_newest() {
         c.write(&at(s, s * 10), &[]).unwrap();
     }
     let k = keys();
-    assert_eq!(c.storage_mut().keys(), [k.history(2), k.history(3), k.latest()]);
-    let history: Vec<u64> = c.history("run", "stage").unwrap().iter().map(|c| c.sequence).collect();
+    assert_eq!(
+        c.storage_mut().keys(),
+        [k.history(2), k.history(3), k.latest()]
+    );
+    let history: Vec<u64> = c
+        .history("run", "stage")
+        .unwrap()
+        .iter()
+        .map(|c| c.sequence)
+        .collect();
     assert_eq!(history, [2, 3]);
 }
 
@@ -184,8 +252,13 @@ fn a_corrupt_latest_fails_closed_and_is_never_overwritten() {
     damaged[20] ^= 0x40;
     c.storage_mut().set_raw(&keys().latest(), damaged.clone());
     let err = c.write(&at(2, 6), &ids(&["a"])).unwrap_err();
-    assert!(matches!(err, Error::Corrupt(ref k) if k.kind == CorruptionKind::CrcMismatch && k.key == keys().latest()));
-    assert_eq!(c.storage_mut().raw(&keys().latest()).unwrap().value, damaged);
+    assert!(
+        matches!(err, Error::Corrupt(ref k) if k.kind == CorruptionKind::CrcMismatch && k.key == keys().latest())
+    );
+    assert_eq!(
+        c.storage_mut().raw(&keys().latest()).unwrap().value,
+        damaged
+    );
     assert!(c.consumer_mut().acks.is_empty());
     assert!(matches!(c.get("run", "stage"), Err(Error::Corrupt(_))));
 }
@@ -199,14 +272,21 @@ fn resume_falls_back_to_the_newest_intact_copy_and_says_why() {
     let k = keys();
     c.storage_mut().set_raw(&k.latest(), b"garbage".to_vec());
     let resume = c.resume_point("run", "stage").unwrap();
-    let ResumeOrigin::Fallback(fallback) = resume.origin else { panic!("{resume:?}") };
-    assert_eq!(resume.point.sequence, 3, "the intact copy of the same checkpoint");
+    let ResumeOrigin::Fallback(fallback) = resume.origin else {
+        panic!("{resume:?}")
+    };
+    assert_eq!(
+        resume.point.sequence, 3,
+        "the intact copy of the same checkpoint"
+    );
     assert_eq!(fallback.skipped[0].kind, CorruptionKind::BadMagic);
     // Damage the newest copy too: fall back one further.
     c.storage_mut().set_raw(&k.history(3), vec![]);
     let resume = c.resume_point("run", "stage").unwrap();
     assert_eq!(resume.point.sequence, 2);
-    let ResumeOrigin::Fallback(fallback) = resume.origin else { panic!() };
+    let ResumeOrigin::Fallback(fallback) = resume.origin else {
+        panic!()
+    };
     assert_eq!(fallback.skipped.len(), 2);
     assert!(matches!(c.history("run", "stage"), Err(Error::Corrupt(_))));
 }
@@ -221,7 +301,10 @@ fn resume_with_nothing_intact_is_corrupt_never_fresh() {
         c.storage_mut().set_raw(&key, vec![1, 2, 3]);
     }
     let err = c.resume_point("run", "stage").unwrap_err();
-    assert!(matches!(err, Error::Corrupt(ref d) if d.key == k.latest()), "{err:?}");
+    assert!(
+        matches!(err, Error::Corrupt(ref d) if d.key == k.latest()),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -232,7 +315,9 @@ fn a_checkpoint_stored_under_another_stages_key_is_misplaced() {
     other.stage = "other".into();
     let bytes = crate::codec::encode(&other).unwrap();
     c.storage_mut().set_raw(&keys().latest(), bytes);
-    assert!(matches!(c.get("run", "stage"), Err(Error::Corrupt(ref d)) if d.kind == CorruptionKind::Misplaced));
+    assert!(
+        matches!(c.get("run", "stage"), Err(Error::Corrupt(ref d)) if d.kind == CorruptionKind::Misplaced)
+    );
 }
 
 #[test]
@@ -253,7 +338,14 @@ fn delete_removes_every_key_of_the_stage_and_only_those() {
 #[test]
 fn ids_with_separators_never_share_keys() {
     let mut c = open(2);
-    let pairs = [("a/b", "c"), ("a", "b/c"), ("a:b", "c"), ("a", "b:c"), ("..", "/"), ("\0", "ü\n")];
+    let pairs = [
+        ("a/b", "c"),
+        ("a", "b/c"),
+        ("a:b", "c"),
+        ("a", "b:c"),
+        ("..", "/"),
+        ("\0", "ü\n"),
+    ];
     for (i, (run, stage)) in pairs.iter().enumerate() {
         let mut cp = at(1, i as u64);
         cp.run_id = run.to_string();
@@ -268,14 +360,38 @@ fn ids_with_separators_never_share_keys() {
 #[test]
 fn options_are_validated() {
     let bad = [
-        Options { namespace: "".into(), max_retained: 1, max_checkpoint_bytes: 4096 },
-        Options { namespace: "a/b".into(), max_retained: 1, max_checkpoint_bytes: 4096 },
-        Options { namespace: "x".repeat(65), max_retained: 1, max_checkpoint_bytes: 4096 },
-        Options { namespace: "ns".into(), max_retained: 0, max_checkpoint_bytes: 4096 },
-        Options { namespace: "ns".into(), max_retained: 1, max_checkpoint_bytes: 10 },
+        Options {
+            namespace: "".into(),
+            max_retained: 1,
+            max_checkpoint_bytes: 4096,
+        },
+        Options {
+            namespace: "a/b".into(),
+            max_retained: 1,
+            max_checkpoint_bytes: 4096,
+        },
+        Options {
+            namespace: "x".repeat(65),
+            max_retained: 1,
+            max_checkpoint_bytes: 4096,
+        },
+        Options {
+            namespace: "ns".into(),
+            max_retained: 0,
+            max_checkpoint_bytes: 4096,
+        },
+        Options {
+            namespace: "ns".into(),
+            max_retained: 1,
+            max_checkpoint_bytes: 10,
+        },
     ];
     for options in bad {
-        let result = Checkpointer::open(options.clone(), MemoryStorage::default(), RecordingConsumer::default());
+        let result = Checkpointer::open(
+            options.clone(),
+            MemoryStorage::default(),
+            RecordingConsumer::default(),
+        );
         assert!(matches!(result, Err(Error::Invalid(_))), "{options:?}");
     }
 }
@@ -292,15 +408,27 @@ fn a_concurrent_change_between_read_and_commit_is_a_conflict() {
             self.0.set_raw(key, crate::codec::encode(&rival).unwrap());
             seen
         }
-        fn commit(&mut self, writes: &[Write]) -> Result<CommitOutcome, crate::model::StorageError> {
+        fn commit(
+            &mut self,
+            writes: &[Write],
+        ) -> Result<CommitOutcome, crate::model::StorageError> {
             self.0.commit(writes)
         }
         fn list_keys(&mut self, prefix: &str) -> Result<Vec<String>, crate::model::StorageError> {
             self.0.list_keys(prefix)
         }
     }
-    let options = Options { namespace: "ns".into(), max_retained: 2, max_checkpoint_bytes: 4096 };
-    let mut c = Checkpointer::open(options, Racing(MemoryStorage::default()), RecordingConsumer::default()).unwrap();
+    let options = Options {
+        namespace: "ns".into(),
+        max_retained: 2,
+        max_checkpoint_bytes: 4096,
+    };
+    let mut c = Checkpointer::open(
+        options,
+        Racing(MemoryStorage::default()),
+        RecordingConsumer::default(),
+    )
+    .unwrap();
     let err = c.write(&at(1, 1), &ids(&["a"])).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
     assert!(c.consumer_mut().acks.is_empty());

@@ -1,5 +1,7 @@
 use super::*;
-use crate::model::{Checkpoint, CorruptionKind, OperatorState, SinkPosition, SourcePosition, Watermark};
+use crate::model::{
+    Checkpoint, CorruptionKind, OperatorState, SinkPosition, SourcePosition, Watermark,
+};
 use std::path::PathBuf;
 
 pub(crate) fn minimal() -> Checkpoint {
@@ -8,7 +10,10 @@ pub(crate) fn minimal() -> Checkpoint {
         stage: "parse".into(),
         sequence: 1,
         epoch: 1,
-        watermark: Watermark { offset: 42, event_time_ms: 1_700_000_000_000 },
+        watermark: Watermark {
+            offset: 42,
+            event_time_ms: 1_700_000_000_000,
+        },
         sources: vec![],
         sinks: vec![],
         operator_states: vec![],
@@ -23,15 +28,41 @@ pub(crate) fn full() -> Checkpoint {
         stage: "join..windows".into(),
         sequence: 7,
         epoch: 3,
-        watermark: Watermark { offset: u64::MAX, event_time_ms: -5 },
+        watermark: Watermark {
+            offset: u64::MAX,
+            event_time_ms: -5,
+        },
         sources: vec![
-            SourcePosition { name: "orders-1".into(), sequence: 90, watermark: Watermark { offset: 91, event_time_ms: 10 } },
-            SourcePosition { name: "orders-0".into(), sequence: 80, watermark: Watermark { offset: 81, event_time_ms: 9 } },
+            SourcePosition {
+                name: "orders-1".into(),
+                sequence: 90,
+                watermark: Watermark {
+                    offset: 91,
+                    event_time_ms: 10,
+                },
+            },
+            SourcePosition {
+                name: "orders-0".into(),
+                sequence: 80,
+                watermark: Watermark {
+                    offset: 81,
+                    event_time_ms: 9,
+                },
+            },
         ],
-        sinks: vec![SinkPosition { name: "warehouse".into(), position: 1234 }],
+        sinks: vec![SinkPosition {
+            name: "warehouse".into(),
+            position: 1234,
+        }],
         operator_states: vec![
-            OperatorState { name: "window".into(), state: vec![0, 1, 2, 255] },
-            OperatorState { name: "counter".into(), state: vec![] },
+            OperatorState {
+                name: "window".into(),
+                state: vec![0, 1, 2, 255],
+            },
+            OperatorState {
+                name: "counter".into(),
+                state: vec![],
+            },
         ],
         idempotency_key: "3-7".into(),
         at_ms: u64::MAX,
@@ -39,7 +70,9 @@ pub(crate) fn full() -> Checkpoint {
 }
 
 fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/golden")
+        .join(name)
 }
 
 /// The golden files pin format v1. Regenerate only for a deliberate new version, with
@@ -53,10 +86,15 @@ fn encoding_matches_the_golden_files_byte_for_byte() {
             std::fs::write(&path, &bytes).expect("write golden file");
         }
         let expected = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(bytes, expected, "{name} changed: the v1 format must not change");
+        assert_eq!(
+            bytes, expected,
+            "{name} changed: the v1 format must not change"
+        );
         let mut canonical = checkpoint.clone();
         canonical.sources.sort_by(|a, b| a.name.cmp(&b.name));
-        canonical.operator_states.sort_by(|a, b| a.name.cmp(&b.name));
+        canonical
+            .operator_states
+            .sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(decode(&expected).expect("decodes"), canonical);
     }
 }
@@ -90,7 +128,10 @@ fn one_flipped_byte_anywhere_is_detected() {
         let named = match i {
             0..4 => err.kind == CorruptionKind::BadMagic,
             // A flipped length bit makes the declared size disagree with the real one.
-            8..12 => matches!(err.kind, CorruptionKind::Truncated | CorruptionKind::TrailingBytes),
+            8..12 => matches!(
+                err.kind,
+                CorruptionKind::Truncated | CorruptionKind::TrailingBytes
+            ),
             // Version, flags, body and the CRC itself: the checksum catches them all.
             _ => err.kind == CorruptionKind::CrcMismatch,
         };
@@ -111,7 +152,10 @@ fn every_truncation_is_named() {
 fn trailing_bytes_are_named() {
     let mut bytes = encode(&minimal()).unwrap();
     bytes.push(0);
-    assert_eq!(decode(&bytes).unwrap_err().kind, CorruptionKind::TrailingBytes);
+    assert_eq!(
+        decode(&bytes).unwrap_err().kind,
+        CorruptionKind::TrailingBytes
+    );
 }
 
 /// Rewrites a header field and fixes the CRC, as a newer writer would.
@@ -128,14 +172,21 @@ fn every_other_version_with_a_valid_crc_is_unknown_version() {
     let bytes = encode(&minimal()).unwrap();
     for version in [0u16, 2, 3, 255, 256, u16::MAX] {
         let err = decode(&with_header(bytes.clone(), 4, version)).unwrap_err();
-        assert_eq!(err.kind, CorruptionKind::UnknownVersion, "version {version}");
+        assert_eq!(
+            err.kind,
+            CorruptionKind::UnknownVersion,
+            "version {version}"
+        );
     }
 }
 
 #[test]
 fn unknown_flags_are_rejected() {
     let bytes = encode(&minimal()).unwrap();
-    assert_eq!(decode(&with_header(bytes, 6, 1)).unwrap_err().kind, CorruptionKind::UnknownFlags);
+    assert_eq!(
+        decode(&with_header(bytes, 6, 1)).unwrap_err().kind,
+        CorruptionKind::UnknownFlags
+    );
 }
 
 /// Builds a body by hand with a valid header and CRC around it.
@@ -171,14 +222,20 @@ fn a_huge_count_is_refused_without_allocating() {
 fn a_huge_string_length_is_refused() {
     let mut body = body_of(&minimal());
     body[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert_eq!(decode(&framed(&body)).unwrap_err().kind, CorruptionKind::Malformed);
+    assert_eq!(
+        decode(&framed(&body)).unwrap_err().kind,
+        CorruptionKind::Malformed
+    );
 }
 
 #[test]
 fn invalid_utf8_is_named() {
     let mut body = body_of(&minimal());
     body[4] = 0xff; // first byte of "run-1"
-    assert_eq!(decode(&framed(&body)).unwrap_err().kind, CorruptionKind::InvalidUtf8);
+    assert_eq!(
+        decode(&framed(&body)).unwrap_err().kind,
+        CorruptionKind::InvalidUtf8
+    );
 }
 
 #[test]
@@ -188,7 +245,13 @@ fn unsorted_names_are_malformed() {
     // Encode the descending order by hand: swap the two state entries in canonical bytes.
     let canonical = body_of(&full());
     let counter = [&7u32.to_le_bytes()[..], b"counter", &0u32.to_le_bytes()].concat();
-    let window = [&6u32.to_le_bytes()[..], b"window", &4u32.to_le_bytes(), &[0, 1, 2, 255]].concat();
+    let window = [
+        &6u32.to_le_bytes()[..],
+        b"window",
+        &4u32.to_le_bytes(),
+        &[0, 1, 2, 255],
+    ]
+    .concat();
     let tail = [counter.clone(), window.clone()].concat();
     assert!(canonical.ends_with(&tail));
     let mut body = canonical[..canonical.len() - tail.len()].to_vec();
@@ -215,7 +278,10 @@ fn body_of_unchecked(c: &Checkpoint) -> Vec<u8> {
 fn edge_values_round_trip() {
     let mut c = minimal();
     for (offset, time, seq) in [(0, 0, 1), (u64::MAX, i64::MAX, u64::MAX), (0, i64::MIN, 1)] {
-        c.watermark = Watermark { offset, event_time_ms: time };
+        c.watermark = Watermark {
+            offset,
+            event_time_ms: time,
+        };
         c.sequence = seq;
         c.epoch = seq;
         assert_eq!(decode(&encode(&c).unwrap()).unwrap(), c);
@@ -231,7 +297,10 @@ fn chain_signature_is_stable_and_order_sensitive() {
     assert_eq!(ab, chain_signature(&[a.clone(), b.clone()]).unwrap());
     assert_ne!(ab, chain_signature(&[b, a]).unwrap());
     assert_eq!(ab.len(), 64);
-    assert_eq!(chain_signature(&[]).unwrap(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(
+        chain_signature(&[]).unwrap(),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
 }
 
 #[test]
@@ -245,7 +314,13 @@ fn resume_point_for_stage_takes_the_highest_sequence_of_that_stage() {
     other.sequence = 50;
     let point = resume_point_for_stage(&[b.clone(), a.clone(), other], "parse").unwrap();
     assert_eq!((point.sequence, point.watermark.offset), (5, 99));
-    assert_eq!(resume_point_for_stage(&[a.clone()], "nope"), Err(Error::NotFound));
+    assert_eq!(
+        resume_point_for_stage(&[a.clone()], "nope"),
+        Err(Error::NotFound)
+    );
     a.sequence = 5;
-    assert!(matches!(resume_point_for_stage(&[a, b], "parse"), Err(Error::Invalid(_))));
+    assert!(matches!(
+        resume_point_for_stage(&[a, b], "parse"),
+        Err(Error::Invalid(_))
+    ));
 }
