@@ -4,7 +4,8 @@ use crate::model::{ChangeEvent, Changelog, OverflowPolicy};
 use std::collections::VecDeque;
 
 /// Most events a changelog may keep.
-pub const MAX_CAPACITY: u32 = 1 << 20;
+/// (65,536 events take about 2.5 MiB, well inside the host's default 64 MiB per instance.)
+pub const MAX_CAPACITY: u32 = 1 << 16;
 
 /// Keeps at most `capacity` events; what happens when full is the overflow policy's call.
 pub(crate) struct Ring {

@@ -210,3 +210,11 @@ fn batch_api_checkpoints_at_every_batch_boundary() {
     assert_eq!(progress.pending, 50);
     assert_eq!(d.cursor().watermark.offset, 200);
 }
+
+#[test]
+fn a_changelog_beyond_its_bound_is_invalid() {
+    let mut too_big = options(Policy::PerMessage);
+    too_big.changelog_capacity = crate::changelog::MAX_CAPACITY + 1;
+    let result = Driver::open(checkpointer(), too_big);
+    assert!(matches!(result, Err(Error::Invalid(ref i)) if i.field == "changelog-capacity"));
+}
