@@ -127,8 +127,9 @@ impl fmt::Display for CorruptionText<'_> {
     }
 }
 
-/// The WIT name of a corruption kind.
-pub(crate) fn corruption_kind_name(kind: CorruptionKind) -> &'static str {
+/// The WIT name of a corruption kind (`crc-mismatch`, `misplaced`, ...), as the CLI's JSON and
+/// `ckpt verify` report it.
+pub fn corruption_kind_name(kind: CorruptionKind) -> &'static str {
     match kind {
         CorruptionKind::Truncated => "truncated",
         CorruptionKind::BadMagic => "bad-magic",
@@ -142,8 +143,10 @@ pub(crate) fn corruption_kind_name(kind: CorruptionKind) -> &'static str {
     }
 }
 
-/// One line for a [`StorageError`], for logs and messages.
-pub(crate) fn storage_error_text(e: &StorageError) -> String {
+/// One line for a [`StorageError`], for logs and messages: `storage unavailable: ...`,
+/// `storage timed out: ...` or `storage failed: ...`. (The generated `Display` of the WIT type
+/// is its `Debug` form.)
+pub fn storage_error_text(e: &StorageError) -> String {
     match e {
         StorageError::Unavailable(m) => format!("storage unavailable: {m}"),
         StorageError::Timeout(m) => format!("storage timed out: {m}"),

@@ -58,7 +58,7 @@ pub mod storage;
 
 pub use checkpointer::{Checkpointer, Codec, Driver};
 pub use consumer::Consumer;
-pub use error::Error;
+pub use error::{Error, corruption_kind_name, storage_error_text};
 pub use runtime::{ArtifactSource, Runtime, RuntimeConfig};
 pub use storage::Storage;
 

@@ -3,7 +3,6 @@
 
 mod commands;
 mod demo;
-mod keys;
 mod output;
 mod verify;
 

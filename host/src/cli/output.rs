@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use checkpoint_host::{
-    Checkpoint, CheckpointError, Corruption, CorruptionKind, Error, Resume, ResumeOrigin,
+    Checkpoint, CheckpointError, Corruption, Error, Resume, ResumeOrigin, corruption_kind_name,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -89,24 +89,9 @@ pub fn error_kind(err: &Error) -> &'static str {
     }
 }
 
-/// The WIT name of a corruption kind.
-pub fn corruption_kind(kind: &CorruptionKind) -> &'static str {
-    match kind {
-        CorruptionKind::Truncated => "truncated",
-        CorruptionKind::BadMagic => "bad-magic",
-        CorruptionKind::CrcMismatch => "crc-mismatch",
-        CorruptionKind::UnknownVersion => "unknown-version",
-        CorruptionKind::UnknownFlags => "unknown-flags",
-        CorruptionKind::TrailingBytes => "trailing-bytes",
-        CorruptionKind::InvalidUtf8 => "invalid-utf8",
-        CorruptionKind::Malformed => "malformed",
-        CorruptionKind::Misplaced => "misplaced",
-    }
-}
-
 /// One line about a corruption: kind, key and detail.
 pub fn describe_corruption(c: &Corruption) -> String {
-    let mut text = format!("corrupt ({})", corruption_kind(&c.kind));
+    let mut text = format!("corrupt ({})", corruption_kind_name(c.kind));
     if !c.key.is_empty() {
         let _ = write!(text, " at {}", c.key);
     }

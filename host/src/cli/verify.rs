@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
-use checkpoint_host::{Checkpoint, CheckpointError, Codec, Error, Lookup, StorageError};
+use checkpoint_guest::keys::{self, ParsedKey, Slot, StageKeys};
+use checkpoint_host::{
+    Checkpoint, CheckpointError, Codec, Error, Lookup, corruption_kind_name, storage_error_text,
+};
 use serde::Serialize;
 
-use super::keys::{self, Slot, StageKey};
-use super::output::{Output, corruption_kind, error_kind};
+use super::output::{Output, error_kind};
 use super::{GlobalArgs, fail, open_store};
 
 /// Exit code of a store with problems: the code of `corrupt`.
@@ -70,30 +72,35 @@ pub fn run(global: &GlobalArgs, out: &Output) -> Result<()> {
         ..VerifyReport::default()
     };
 
-    let all = storage
-        .list_keys(keys::ROOT)
-        .map_err(|e| fail(STORAGE_EXIT, format!("listing keys: {}", storage_text(&e))))?;
+    let all = storage.list_keys(keys::ROOT).map_err(|e| {
+        fail(
+            STORAGE_EXIT,
+            format!("listing keys: {}", storage_error_text(&e)),
+        )
+    })?;
     report.keys = all.len();
-    let mut chains: BTreeMap<(String, String, String), Chain> = BTreeMap::new();
+    // Ordered by (namespace, run, stage) as the keys spell them, so problems come out in that
+    // order.
+    let mut chains: BTreeMap<StageKeys, Chain> = BTreeMap::new();
     for key in all {
-        let Some(parsed) = StageKey::parse(&key) else {
+        let Some(parsed) = ParsedKey::parse(&key) else {
             report.problem(&key, "unknown-key", "not a key of the checkpoint layout");
             continue;
         };
-        let value = match storage
-            .get(&key)
-            .map_err(|e| fail(STORAGE_EXIT, format!("reading {key}: {}", storage_text(&e))))?
-        {
+        let value = match storage.get(&key).map_err(|e| {
+            fail(
+                STORAGE_EXIT,
+                format!("reading {key}: {}", storage_error_text(&e)),
+            )
+        })? {
             Lookup::Found(entry) => entry.value,
             // Deleted since the listing: a concurrent delete, not damage.
             Lookup::Missing => continue,
         };
         let checkpoint = check_value(&mut codec, &mut report, &key, &parsed, &value)?;
-        report.namespaces.insert(parsed.namespace.clone());
-        let chain = chains
-            .entry((parsed.namespace, parsed.run, parsed.stage))
-            .or_default();
-        match parsed.slot {
+        report.namespaces.insert(parsed.namespace().to_owned());
+        let chain = chains.entry(parsed.stage_keys().clone()).or_default();
+        match parsed.slot() {
             Slot::Latest => {
                 report.latest += 1;
                 chain.latest = Some((key, checkpoint));
@@ -105,9 +112,8 @@ pub fn run(global: &GlobalArgs, out: &Output) -> Result<()> {
         }
     }
     report.stages = chains.len();
-    for ((namespace, run, stage), chain) in &chains {
-        let prefix = format!("{}{namespace}/{run}/{stage}/", keys::ROOT);
-        check_chain(&mut report, &prefix, chain);
+    for (stage_keys, chain) in &chains {
+        check_chain(&mut report, stage_keys, chain);
     }
     report.ok = report.problems.is_empty();
 
@@ -127,13 +133,13 @@ fn check_value(
     codec: &mut Codec,
     report: &mut VerifyReport,
     key: &str,
-    parsed: &StageKey,
+    parsed: &ParsedKey,
     value: &[u8],
 ) -> Result<Option<Checkpoint>> {
     let checkpoint = match codec.decode(value) {
         Ok(checkpoint) => checkpoint,
         Err(Error::Checkpoint(CheckpointError::Corrupt(c))) => {
-            report.problem(key, corruption_kind(&c.kind), c.detail);
+            report.problem(key, corruption_kind_name(c.kind), c.detail);
             return Ok(None);
         }
         Err(err @ Error::Checkpoint(_)) => {
@@ -143,11 +149,10 @@ fn check_value(
         // The component itself failed: that says nothing about the data, so stop.
         Err(err @ Error::Runtime(_)) => return Err(err).context("decoding through the component"),
     };
-    let (run, stage) = (
-        keys::escape(&checkpoint.run_id),
-        keys::escape(&checkpoint.stage),
-    );
-    if run != parsed.run || stage != parsed.stage {
+    // Compared as keys, not as unescaped ids: a key with escapes the component would not
+    // write reads like a real one but is nobody's home.
+    let home = StageKeys::new(parsed.namespace(), &checkpoint.run_id, &checkpoint.stage);
+    if home != *parsed.stage_keys() {
         report.problem(
             key,
             "misplaced",
@@ -158,7 +163,7 @@ fn check_value(
         );
         return Ok(None);
     }
-    if let Slot::History(sequence) = parsed.slot
+    if let Slot::History(sequence) = parsed.slot()
         && sequence != checkpoint.sequence
     {
         report.problem(
@@ -176,7 +181,7 @@ fn check_value(
 }
 
 /// Checks one stage's copies: the chain only grows, and the latest is its newest copy.
-fn check_chain(report: &mut VerifyReport, prefix: &str, chain: &Chain) {
+fn check_chain(report: &mut VerifyReport, stage_keys: &StageKeys, chain: &Chain) {
     let intact: Vec<&(String, Option<Checkpoint>)> =
         chain.history.iter().filter(|(_, c)| c.is_some()).collect();
     for pair in intact.windows(2) {
@@ -205,7 +210,7 @@ fn check_chain(report: &mut VerifyReport, prefix: &str, chain: &Chain) {
     };
     match &chain.latest {
         None => report.problem(
-            &format!("{prefix}latest"),
+            &stage_keys.latest(),
             "latest-missing",
             format!("retained copies exist but no latest (newest: {newest_key})"),
         ),
@@ -243,7 +248,7 @@ fn human(report: &VerifyReport) -> String {
     } else {
         let _ = writeln!(text, "{} problem(s):", report.problems.len());
         for p in &report.problems {
-            let label = StageKey::parse(&p.key).map(|k| format!(" ({})", k.stage_label()));
+            let label = ParsedKey::parse(&p.key).map(|k| format!(" ({})", k.stage_label()));
             let _ = writeln!(
                 text,
                 "  {:<16} {}{}: {}",
@@ -255,12 +260,4 @@ fn human(report: &VerifyReport) -> String {
         }
     }
     text
-}
-
-fn storage_text(e: &StorageError) -> String {
-    match e {
-        StorageError::Unavailable(m) => format!("storage unavailable: {m}"),
-        StorageError::Timeout(m) => format!("storage timed out: {m}"),
-        StorageError::Failed(m) => format!("storage failed: {m}"),
-    }
 }

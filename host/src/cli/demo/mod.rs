@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use checkpoint_guest::keys::StageKeys;
 use checkpoint_host::{
     Checkpointer, DriverOptions, OverflowPolicy, Policy, Progress, consumer::NullConsumer,
 };
@@ -27,7 +28,7 @@ use rand::{Rng as _, SeedableRng as _};
 
 use super::commands::now_ms;
 use super::output::Output;
-use super::{GlobalArgs, fail, keys, open_store};
+use super::{GlobalArgs, fail, open_store};
 use report::Report;
 use source::Source;
 use verifier::{Progression, Verifier};
@@ -84,7 +85,7 @@ pub fn run(global: &GlobalArgs, out: &Output, args: DemoArgs) -> Result<()> {
     .into_iter();
     let mut next_crash = crash_points.next();
 
-    let latest_key = keys::latest(&options.namespace, &run_id, STAGE);
+    let latest_key = StageKeys::new(&options.namespace, &run_id, STAGE).latest();
     let verifier = Verifier::open(&store, latest_key, args.messages)?;
     let mut progression = Progression::default();
     let mut deliveries = vec![0u32; usize::try_from(args.messages).context("too many messages")?];

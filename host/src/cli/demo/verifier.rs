@@ -262,11 +262,11 @@ impl Progression {
 
 #[cfg(test)]
 mod tests {
+    use checkpoint_guest::keys::StageKeys;
     use checkpoint_host::consumer::NullConsumer;
     use checkpoint_host::{Checkpointer, Options, Watermark};
 
     use super::*;
-    use crate::cli::keys;
 
     fn checkpoint(sequence: u64, offset: u64) -> Checkpoint {
         Checkpoint {
@@ -290,7 +290,7 @@ mod tests {
     fn ack_not_covered_by_the_durable_checkpoint_is_a_violation() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite:{}", dir.path().join("c.db").display());
-        let verifier = Verifier::open(&url, keys::latest("default", "r", "s"), 20)?;
+        let verifier = Verifier::open(&url, StageKeys::new("default", "r", "s").latest(), 20)?;
         let mut consumer = verifier.consumer();
         consumer
             .ack(vec!["m-0".into()])
