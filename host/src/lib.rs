@@ -45,6 +45,11 @@
 
 #![deny(missing_docs)]
 
+/// The README's Rust example, run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 #[allow(
     missing_docs,
     reason = "generated from the WIT; its docs come from the WIT comments"
