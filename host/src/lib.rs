@@ -58,6 +58,7 @@ mod bindings;
 mod checkpointer;
 pub mod consumer;
 mod error;
+pub mod faults;
 mod runtime;
 pub mod storage;
 
