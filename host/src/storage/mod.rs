@@ -103,3 +103,19 @@ pub(crate) fn check_distinct_keys(writes: &[Write]) -> Result<(), StorageError> 
         None => Ok(()),
     }
 }
+
+/// A boxed backend is a backend, so wrappers such as
+/// [`FaultyStorage`](crate::faults::FaultyStorage) can wrap one picked at run time.
+impl Storage for Box<dyn Storage> {
+    fn get(&mut self, key: &str) -> Result<Lookup, StorageError> {
+        (**self).get(key)
+    }
+
+    fn commit(&mut self, writes: Vec<Write>) -> Result<CommitOutcome, StorageError> {
+        (**self).commit(writes)
+    }
+
+    fn list_keys(&mut self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        (**self).list_keys(prefix)
+    }
+}
