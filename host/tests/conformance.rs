@@ -14,8 +14,8 @@ use checkpoint_host::faults::{AckScript, FaultScript, FaultyConsumer, FaultyStor
 use checkpoint_host::faults::{StorageCall, StorageFault};
 use checkpoint_host::storage::{MemoryStorage, SqliteStorage};
 use checkpoint_host::{
-    AckOutcome, BatchProgress, Changelog, Checkpoint, CheckpointError, Checkpointer, Codec,
-    CommitOutcome, Corruption, Driver, DriverOptions, Error, Lookup, OperatorState, Options,
+    AckOutcome, BatchProgress, ChangeKind, Changelog, Checkpoint, CheckpointError, Checkpointer,
+    Codec, CommitOutcome, Corruption, Driver, DriverOptions, Error, Lookup, OperatorState, Options,
     OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, Resume, ResumeOrigin, ResumePoint,
     SinkPosition, SourcePosition, Storage, Watermark, Write, WriteOp, corruption_kind_name,
 };
@@ -318,7 +318,11 @@ fn changelog_json(c: &Changelog) -> Value {
         .events
         .iter()
         .map(|e| {
-            let kind = format!("{:?}", e.kind).to_lowercase();
+            let kind = match e.kind {
+                ChangeKind::Processed => "processed",
+                ChangeKind::Watermark => "watermark",
+                ChangeKind::Checkpoint => "checkpoint",
+            };
             json!({"kind": kind, "sequence": e.sequence, "watermark": wm(&e.watermark)})
         })
         .collect();
