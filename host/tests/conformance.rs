@@ -1,16 +1,21 @@
 //! The conformance suite's Rust runner: plays every case file of `tests/conformance/cases`
 //! against the real component, through the public host API, on every native backend, with the
-//! fault-injecting wrappers of `checkpoint_host::faults`.
+//! fault-injecting wrappers of `checkpoint_host::faults`. Backends: memory, SQLite, and the
+//! freezing store of the crash tests (a `crash` step reboots it to its durable state).
 //!
 //! The schema is `tests/conformance/README.md`; Python and Node runners play the same files.
 //! Every file in the directory must parse and every case in it must pass on every backend: a
 //! file that no runner plays fails the run.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use checkpoint_host::consumer::RecordingConsumer;
-use checkpoint_host::faults::{AckScript, FaultScript, FaultyConsumer, FaultyStorage};
+use checkpoint_host::faults::{
+    AckScript, FaultScript, FaultyConsumer, FaultyStorage, FreezingStorage,
+};
 use checkpoint_host::faults::{StorageCall, StorageFault};
 use checkpoint_host::storage::{MemoryStorage, SqliteStorage};
 use checkpoint_host::{
@@ -33,6 +38,9 @@ fn repo_path(rel: &str) -> PathBuf {
 struct Backend {
     name: &'static str,
     open: Box<dyn Fn() -> Box<dyn Storage>>,
+    /// What a `crash` does to the store itself (the freezing store reboots; the others keep
+    /// everything that was committed, which is all that is durable).
+    reboot: Box<dyn Fn()>,
     _dir: Option<TempDir>,
 }
 
@@ -43,6 +51,7 @@ fn backend(name: &str) -> Backend {
             Backend {
                 name: "memory",
                 open: Box::new(move || Box::new(memory.clone())),
+                reboot: Box::new(|| {}),
                 _dir: None,
             }
         }
@@ -52,14 +61,30 @@ fn backend(name: &str) -> Backend {
             Backend {
                 name: "sqlite",
                 open: Box::new(move || Box::new(SqliteStorage::open(&path).expect("open sqlite"))),
+                reboot: Box::new(|| {}),
                 _dir: Some(dir),
+            }
+        }
+        // The durable-state fake of the crash tests: a crash reboots it, so a case sees only
+        // what was durably committed.
+        "freezing" => {
+            let current = Rc::new(RefCell::new(FreezingStorage::new()));
+            let rebooted = Rc::clone(&current);
+            Backend {
+                name: "freezing",
+                open: Box::new(move || Box::new(current.borrow().clone())),
+                reboot: Box::new(move || {
+                    let next = rebooted.borrow().reboot();
+                    *rebooted.borrow_mut() = next;
+                }),
+                _dir: None,
             }
         }
         other => panic!("unknown backend {other}"),
     }
 }
 
-const BACKENDS: [&str; 2] = ["memory", "sqlite"];
+const BACKENDS: [&str; 3] = ["memory", "sqlite", "freezing"];
 
 // ---------------------------------------------------------------------------------------------
 // JSON -> host values (WIT kebab-case names)
@@ -511,6 +536,7 @@ impl Player<'_> {
             }
             "crash" => {
                 self.handle = Handle::None;
+                (self.backend.reboot)();
                 let options = self.options.clone();
                 let c = self
                     .connect(&options)
