@@ -1,6 +1,7 @@
 //! Concurrent writers on one (run-id, stage): 2 to 8 threads, each with its own instance of the
 //! component and its own connection (on SQLite, its own connection to one file), with different
-//! and sometimes equal epochs. Every writer loops: read the resume point, write the next
+//! and sometimes equal epochs; on SQLite also as separate processes (this test binary re-run as
+//! a writer, `race_child_writer`). Every writer loops: read the resume point, write the next
 //! checkpoint, retry on `conflict` or `regression` (a peer won the race), stop when `fenced`.
 //!
 //! Checks, with every checkpoint retained: no lost update (every receipt returned is in the
@@ -102,8 +103,17 @@ fn race(name: &str, open: impl Fn() -> Box<dyn Storage>, writers: u64) -> (usize
         .into_iter()
         .map(|h| h.join().expect("writer thread"))
         .collect();
+    check(name, open(), writers, &outcomes)
+}
 
-    let mut c = Checkpointer::open(open(), Box::new(NullConsumer), &options()).expect("open");
+/// Checks the stored history against what the writers saw; returns (checkpoints, fenced).
+fn check(
+    name: &str,
+    storage: Box<dyn Storage>,
+    writers: u64,
+    outcomes: &[Outcome],
+) -> (usize, usize) {
+    let mut c = Checkpointer::open(storage, Box::new(NullConsumer), &options()).expect("open");
     let history = c.history("run", "stage").expect("history");
     let mut written: Vec<u64> = outcomes.iter().flat_map(|o| o.written.clone()).collect();
     written.sort_unstable();
@@ -127,7 +137,7 @@ fn race(name: &str, open: impl Fn() -> Box<dyn Storage>, writers: u64) -> (usize
         );
     }
     let top = outcomes.iter().map(|o| o.epoch).max().unwrap_or(0);
-    for o in &outcomes {
+    for o in outcomes {
         if o.fenced {
             assert!(o.epoch < top, "{name}: the newest epoch was fenced");
         }
@@ -159,4 +169,87 @@ fn concurrent_writers_lose_no_update_and_stale_epochs_are_fenced() {
         rounds += 2;
     }
     println!("concurrency: {rounds} rounds, 0 lost updates");
+}
+
+/// Entry point of a writer process: does nothing unless the parent set `RACE_DB`. It prints
+/// `race-result written=<seq,seq,...> fenced=<bool> ambiguous=<n>` for the parent to read.
+#[test]
+fn race_child_writer() {
+    let (Ok(db), Ok(index)) = (std::env::var("RACE_DB"), std::env::var("RACE_INDEX")) else {
+        return;
+    };
+    let index: u64 = index.parse().expect("RACE_INDEX");
+    let storage = Box::new(SqliteStorage::open(&db).expect("open sqlite"));
+    let out = writer(storage, index, index / 2 + 1, Arc::new(Barrier::new(1)));
+    let written: Vec<String> = out.written.iter().map(u64::to_string).collect();
+    println!(
+        "race-result written={} fenced={} ambiguous={}",
+        written.join(","),
+        out.fenced,
+        out.ambiguous
+    );
+}
+
+#[test]
+fn writer_processes_on_one_sqlite_file_lose_no_update() {
+    if std::env::var("RACE_DB").is_ok() {
+        return; // a child process runs only `race_child_writer`
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("race.db");
+    // Create the schema before the processes start, so they only race on checkpoints.
+    drop(SqliteStorage::open(&db).expect("create sqlite"));
+    let exe = std::env::current_exe().expect("test binary");
+    let writers = 4u64;
+    let children: Vec<_> = (0..writers)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .args([
+                    "race_child_writer",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("RACE_DB", &db)
+                .env("RACE_INDEX", i.to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn writer process")
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for (i, child) in children.into_iter().enumerate() {
+        let output = child.wait_with_output().expect("writer process");
+        assert!(output.status.success(), "writer process {i} failed");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let line = text
+            .lines()
+            // libtest prints the test's name on the same line, before the result.
+            .find_map(|l| l.split_once("race-result ").map(|(_, result)| result))
+            .unwrap_or_else(|| panic!("writer process {i} printed no result: {text}"));
+        let mut fields = line.split(' ');
+        let written = fields
+            .next()
+            .and_then(|f| f.strip_prefix("written="))
+            .unwrap_or("");
+        let fenced = fields.next() == Some("fenced=true");
+        let ambiguous: usize = fields
+            .next()
+            .and_then(|f| f.strip_prefix("ambiguous="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        outcomes.push(Outcome {
+            epoch: i as u64 / 2 + 1,
+            written: written
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().expect("sequence"))
+                .collect(),
+            fenced,
+            ambiguous,
+        });
+    }
+    let storage = Box::new(SqliteStorage::open(&db).expect("open sqlite"));
+    let (stored, fenced) = check("sqlite processes", storage, writers, &outcomes);
+    println!("sqlite, {writers} processes: {stored} checkpoints, {fenced} writers fenced");
 }
