@@ -372,11 +372,25 @@ fn error_json(e: &CheckpointError) -> Value {
     }
 }
 
+/// Bad inputs (invalid, corrupt or too-large input) the component answered with a named error,
+/// for the summary line and `make reliability`.
+static BAD_INPUTS_NAMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// `{"ok": value}` or `{"error": error}`; a runtime failure (trap, deadline) fails the step.
 fn outcome<T>(r: Result<T, Error>, to_json: impl Fn(&T) -> Value) -> Res<Value> {
     match r {
         Ok(v) => Ok(json!({"ok": to_json(&v)})),
-        Err(Error::Checkpoint(e)) => Ok(json!({"error": error_json(&e)})),
+        Err(Error::Checkpoint(e)) => {
+            if matches!(
+                e,
+                CheckpointError::Invalid(_)
+                    | CheckpointError::Corrupt(_)
+                    | CheckpointError::TooLarge(_)
+            ) {
+                BAD_INPUTS_NAMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(json!({"error": error_json(&e)}))
+        }
         Err(Error::Runtime(e)) => Err(format!("runtime failure (trap or deadline): {e:#}")),
     }
 }
@@ -972,9 +986,11 @@ fn main() {
         }
     }
     println!(
-        "conformance: {passed} of {} passed ({cases} cases x {} backends, {played_files} files)",
+        "conformance: {passed} of {} passed ({cases} cases x {} backends, {played_files} files); \
+         {} bad inputs answered with a named error",
         cases * BACKENDS.len(),
-        BACKENDS.len()
+        BACKENDS.len(),
+        BAD_INPUTS_NAMED.load(std::sync::atomic::Ordering::Relaxed)
     );
     assert!(played_files > 0, "no case files in {}", dir.display());
     assert!(
