@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Prints one table of what the suite has shown: conformance cases per backend, crash schedules,
+# concurrency rounds, fuzzing, bad inputs, and violations (which must be 0).
+#
+#   scripts/reliability.sh            # CRASH_SCHEDULES=10000, FUZZ_SECONDS=0 (no fuzzing)
+#   CRASH_SCHEDULES=N FUZZ_SECONDS=S scripts/reliability.sh
+#
+# Exits non-zero if any part fails or reports a violation.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+schedules=${CRASH_SCHEDULES:-10000}
+fuzz_seconds=${FUZZ_SECONDS:-0}
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+status=0
+CRASH_SCHEDULES=$schedules cargo test --release ${CKPT_CARGO_FLAGS:-} -p checkpoint-host \
+    --test conformance --test crash_schedules --test concurrency -- --nocapture >"$log" 2>&1 || status=$?
+
+conformance=$(grep -m1 '^conformance:' "$log" || echo 'conformance: not run')
+crash=$(grep -m1 '^crash schedules:' "$log" || echo 'crash schedules: not run')
+concurrency=$(grep -m1 '^concurrency:' "$log" || echo 'concurrency: not run')
+
+fuzz='not run (FUZZ_SECONDS=0)'
+if ((fuzz_seconds > 0)); then
+    if make --no-print-directory fuzz SECONDS="$fuzz_seconds" >>"$log" 2>&1; then
+        fuzz="$(grep -cE '^\[fuzz\] .*execs' "$log" || true) targets x ${fuzz_seconds} s, no finding"
+    else
+        fuzz="FAILED (see make fuzz)"
+        status=1
+    fi
+fi
+
+# Figures from the summary lines the tests print.
+passed=$(sed -nE 's/^conformance: ([0-9]+) of ([0-9]+) passed.*/\1 of \2/p' <<<"$conformance")
+per_backend=$(sed -nE 's/.*\(([0-9]+) cases x ([0-9]+) backends.*/\1 cases on each of \2 backends (memory, sqlite, freezing)/p' <<<"$conformance")
+bad_inputs=$(sed -nE 's/.* ([0-9]+) bad inputs answered.*/\1/p' <<<"$conformance")
+crash_run=$(sed -nE 's/^crash schedules: ([0-9]+) run, ([0-9]+) crashes, ([0-9]+) violations.*/\1 schedules, \2 crashes/p' <<<"$crash")
+crash_violations=$(sed -nE 's/.* ([0-9]+) violations.*/\1/p' <<<"$crash")
+rounds=$(sed -nE 's/^concurrency: ([0-9]+) rounds, ([0-9]+) lost updates.*/\1 rounds (2-8 writers, memory + sqlite) + 4 writer processes/p' <<<"$concurrency")
+lost=$(sed -nE 's/.* ([0-9]+) lost updates.*/\1/p' <<<"$concurrency")
+
+printf '\n%-22s %s\n' "check" "result"
+printf '%-22s %s\n' "----------------------" "------------------------------------------------------------"
+printf '%-22s %s\n' "conformance" "${passed:-?} passed; ${per_backend:-?}"
+printf '%-22s %s\n' "crash schedules" "${crash_run:-?}"
+printf '%-22s %s\n' "concurrency" "${rounds:-?}"
+printf '%-22s %s\n' "fuzzing" "$fuzz"
+printf '%-22s %s\n' "bad inputs" "${bad_inputs:-?} answered with a named error (no panic, trap or silent success)"
+violations=$(( ${crash_violations:-1} + ${lost:-1} ))
+printf '%-22s %s\n' "violations" "$violations (crash-schedule violations + lost updates)"
+if ((status != 0 || violations != 0)); then
+    echo "reliability: FAILED (test exit $status); log follows" >&2
+    cat "$log" >&2
+    exit 1
+fi
