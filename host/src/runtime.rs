@@ -11,7 +11,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::storage::{CommitOutcome, Lookup, StorageError, Write, WriteOp};
@@ -30,7 +33,7 @@ const WASMTIME_VERSION: &str = env!("CKPT_WASMTIME_VERSION");
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 // Pool slots per component instance. A Rust component (main module, shim, fixups) needs 3
-// core instances, 1 memory and 2 tables; `Runtime::new` checks the embedded component against
+// core instances, 1 memory and 2 tables; `Runtime::new` checks the component against
 // these caps so a misfit fails at load, not at the 1001st open. Memories get no headroom:
 // each slot reserves 4 GiB of address space (so max_instances = 1000 reserves ~4 TiB of
 // virtual memory, none of it resident), and a Rust component never has a second one.
@@ -51,6 +54,8 @@ pub struct RuntimeConfig {
     /// makes the checkpointer unusable). Default 10 s.
     pub call_deadline: Duration,
     /// Largest linear memory one component instance may grow to, in bytes. Default 64 MiB.
+    /// Growth past it is refused; a guest that then traps (as Rust does when an allocation
+    /// fails) gets an `Error::Runtime` that names this limit.
     pub max_memory_bytes: usize,
     /// How many component instances may be alive at once (each open [`Checkpointer`],
     /// [`Driver`] chain and [`Codec`] holds one). Default 1000. The pool is reserved up front:
@@ -113,6 +118,15 @@ impl Runtime {
     /// Builds an engine with `config`, loads the embedded component (from the artifact cache
     /// when a valid entry exists, compiling and caching it otherwise) and links its imports.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        Runtime::with_component(config, COMPONENT)
+    }
+
+    /// Like [`Runtime::new`], but runs `component` (the bytes of a `.wasm` component) instead
+    /// of the embedded one: for a custom build of the guest, or a hostile stand-in in sandbox
+    /// tests. The component must export the `pipeline:checkpoint/checkpoint-component` world;
+    /// it gets the same sandbox (deadline, memory limit, empty WASI) as the embedded one.
+    /// The artifact cache keys entries by the component's hash, so components never share one.
+    pub fn with_component(config: RuntimeConfig, component: &[u8]) -> anyhow::Result<Runtime> {
         anyhow::ensure!(
             !config.call_deadline.is_zero(),
             "call_deadline must be positive"
@@ -134,7 +148,7 @@ impl Runtime {
 
         let cache_dir = config.cache_dir.clone().or_else(default_cache_dir);
         let (component, source, artifact_path) =
-            load_component(&engine, COMPONENT, cache_dir.as_deref())?;
+            load_component(&engine, component, cache_dir.as_deref())?;
         check_fits_pool(&component, &config)?;
 
         let mut linker = Linker::<HostState>::new(&engine);
@@ -147,10 +161,10 @@ impl Runtime {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .context("the embedded component does not match this host's imports")?;
+            .context("the component does not match this host's imports")?;
         let pre = CheckpointComponentPre::new(pre)
             .map_err(anyhow::Error::from)
-            .context("the embedded component does not export the checkpoint world")?;
+            .context("the component does not export the checkpoint world")?;
 
         let deadline_ticks = config
             .call_deadline
@@ -211,8 +225,13 @@ impl Runtime {
             consumer,
             wasi: empty_wasi_ctx(),
             table: ResourceTable::new(),
+            memory: MemoryLimit {
+                max_bytes: self.config.max_memory_bytes,
+                refused: None,
+            },
         };
         let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
         // Instantiation runs guest code (start functions), so it gets a deadline too.
         store.set_epoch_deadline(self.deadline_ticks);
         let guest = self.pre.instantiate(&mut store).map_err(|e| {
@@ -361,7 +380,7 @@ fn load_component(
     }
     let component = Component::new(engine, bytes)
         .map_err(anyhow::Error::from)
-        .context("cannot compile the embedded checkpoint component")?;
+        .context("cannot compile the checkpoint component")?;
     if let Some(path) = &path
         && let Err(e) = write_cached(&component, path)
     {
@@ -468,11 +487,20 @@ impl Instance {
             )));
         }
         self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().memory.refused = None;
         f(&self.guest, &mut self.store).map_err(|e| {
             let error = if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                 anyhow::Error::from(e).context(format!(
                     "the component call `{name}` ran past its deadline of {:?} and was interrupted",
                     self.deadline
+                ))
+            } else if let Some((current, desired)) = self.store.data().memory.refused {
+                // A guest that runs out of memory usually traps (Rust aborts) rather than
+                // reporting it, so the trap is named after the limit that caused it.
+                anyhow::Error::from(e).context(format!(
+                    "the component call `{name}` trapped after its memory limit of {} bytes \
+                     refused to grow its memory from {current} to {desired} bytes",
+                    self.store.data().memory.max_bytes
                 ))
             } else {
                 anyhow::Error::from(e).context(format!("the component call `{name}` trapped"))
@@ -493,6 +521,40 @@ pub(crate) struct HostState {
     consumer: Box<dyn Consumer>,
     wasi: WasiCtx,
     table: ResourceTable,
+    memory: MemoryLimit,
+}
+
+/// Enforces `max_memory_bytes` before the pool does, and remembers the last growth it refused
+/// so that the trap that usually follows can say why.
+struct MemoryLimit {
+    max_bytes: usize,
+    /// (current, desired) size in bytes of the last refused growth.
+    refused: Option<(usize, usize)>,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.refused = Some((current, desired));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // The pool's per-table limit applies.
+        Ok(true)
+    }
 }
 
 impl WasiView for HostState {
