@@ -3,6 +3,7 @@
 #   make build      guest component -> target/checkpoint.wasm (validated), then the host `ckpt`
 #   make run        setup + build + `ckpt demo`
 #   make test       setup + build + component shape check + workspace tests + clippy
+#   make hostile    the hostile test component -> target/hostile.wasm (host/tests/sandbox.rs)
 #   make clippy     clippy, release, all targets, -D warnings
 #   make fmt-check  rustfmt --check
 # CARGO_FLAGS is passed to every cargo build/test (CI uses --locked).
@@ -49,8 +50,13 @@ check-component: guest
 # Prerequisites run left to right: component shape, tests, then lints.
 test: build check-component cargo-test clippy fmt-check
 
+# The hostile component that host/tests/sandbox.rs loads (tests/hostile-guest, own workspace).
+.PHONY: hostile
+hostile: setup
+	bash scripts/build-hostile.sh
+
 # --workspace includes checkpoint-guest, whose unit tests run natively.
-cargo-test: build
+cargo-test: build hostile
 	$(CARGO) test --release $(CARGO_FLAGS) --workspace
 
 clippy: guest
