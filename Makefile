@@ -6,6 +6,7 @@
 #   make hostile    the hostile test component -> target/hostile.wasm (host/tests/sandbox.rs)
 #   make clippy     clippy, release, all targets, -D warnings
 #   make fmt-check  rustfmt --check
+#   make fuzz       each cargo-fuzz target for SECONDS seconds (default 60; nightly; after `make build`)
 # CARGO_FLAGS is passed to every cargo build/test (CI uses --locked).
 
 SHELL := bash
@@ -25,7 +26,7 @@ COMPONENT := target/checkpoint.wasm
 CKPT := target/release/ckpt
 DEMO_ARGS ?=
 
-.PHONY: setup guest host build run test cargo-test clippy fmt-check check-component
+.PHONY: setup guest host build run test cargo-test clippy fmt-check check-component fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -64,3 +65,9 @@ clippy: guest
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+
+# Not part of `test`: needs rustup's nightly and minutes of build. Uses the component already
+# built at $(COMPONENT) (run `make build` first); a finding fails, its input is kept (see script).
+SECONDS ?= 60
+fuzz:
+	bash scripts/fuzz.sh $(SECONDS)

@@ -1,11 +1,13 @@
 //! `codec.decode` of the real component (`target/checkpoint.wasm`, run by wasmtime through
 //! `checkpoint_host::Codec`) on arbitrary bytes: the call always completes (no trap, no runtime
-//! error), answers only a checkpoint or `corrupt`, and agrees with the native decoder.
+//! error), answers only a checkpoint or `corrupt`, and agrees with the native decoder. Each input
+//! is tried as it is and with its frame (length, CRC) made valid, so the body parser is reached.
 
 #![no_main]
 
 use std::sync::{Mutex, OnceLock};
 
+use checkpoint_fuzz::with_valid_frame;
 use checkpoint_guest::codec as native;
 use checkpoint_guest::model as g;
 use checkpoint_host::{CheckpointError, Codec, CorruptionKind, Error, corruption_kind_name};
@@ -21,6 +23,13 @@ fn codec() -> &'static Mutex<Codec> {
 }
 
 fuzz_target!(|bytes: &[u8]| {
+    check(bytes);
+    if let Some(framed) = with_valid_frame(bytes) {
+        check(&framed);
+    }
+});
+
+fn check(bytes: &[u8]) {
     let answer = codec()
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -36,7 +45,7 @@ fuzz_target!(|bytes: &[u8]| {
         (Err(Error::Runtime(error)), _) => panic!("the component did not complete: {error:#}"),
         (got, want) => panic!("component answered {got:?}, native {want:?}"),
     }
-});
+}
 
 /// The native kind under the name the host uses, so the two enums are compared by meaning.
 fn kind_name(kind: g::CorruptionKind) -> &'static str {

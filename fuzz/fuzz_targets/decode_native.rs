@@ -1,12 +1,21 @@
 //! `checkpoint_guest::codec::decode` on arbitrary bytes: it never panics, and whatever it accepts
-//! is canonical (re-encoding gives back exactly the input) and round-trips.
+//! is canonical (re-encoding gives back exactly the input) and round-trips. Each input is tried
+//! as it is and with its frame (length, CRC) made valid, so the body parser is reached too.
 
 #![no_main]
 
+use checkpoint_fuzz::with_valid_frame;
 use checkpoint_guest::codec::{decode, encode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
+    check(bytes);
+    if let Some(framed) = with_valid_frame(bytes) {
+        check(&framed);
+    }
+});
+
+fn check(bytes: &[u8]) {
     let Ok(checkpoint) = decode(bytes) else {
         return;
     };
@@ -16,4 +25,4 @@ fuzz_target!(|bytes: &[u8]| {
     };
     assert_eq!(encoded, bytes, "accepted bytes are not canonical");
     assert_eq!(decode(&encoded).as_ref(), Ok(&checkpoint), "round trip");
-});
+}
