@@ -76,7 +76,7 @@ for t in "${targets[@]}"; do
     execs=$(figure number_of_executed_units) rate=$(figure average_exec_per_sec)
     time_s=$(awk '/^Done [0-9]+ runs in [0-9]+ second/ {print $5}' "$logfile" | tail -1)
     crashes=$(find "$artifacts" -type f -newer "$started" | wc -l)
-    figures[$t]=$(printf '%-18s %12s %10s %8s %8s' "$t" "${execs:--}" "${rate:--}" "${time_s:-$seconds}" "$crashes")
+    figures[$t]=$(printf '%-18s %12s %10s %8s %8s' "$t" "${execs:--}" "${rate:--}" "${time_s:--}" "$crashes")
     if [[ $status -ne 0 || $crashes -ne 0 ]]; then
         failed+=("$t")
         tail -40 "$logfile" >&2
