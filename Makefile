@@ -2,11 +2,13 @@
 #   make setup      install the guest toolchain (scripts/setup.sh; seconds when already done)
 #   make build      guest component -> target/checkpoint.wasm (validated), then the host `ckpt`
 #   make run        setup + build + `ckpt demo`
-#   make test       setup + build + component shape check + workspace tests + clippy
+#   make test       setup + build + component shape check + workspace tests + clippy + fmt check
 #   make hostile    the hostile test component -> target/hostile.wasm (host/tests/sandbox.rs)
 #   make clippy     clippy, release, all targets, -D warnings
 #   make fmt-check  rustfmt --check
 #   make fuzz       each cargo-fuzz target for SECONDS seconds (default 60; nightly; after `make build`)
+#   make soak       10,000 crash schedules (CRASH_SCHEDULES=N to change), with figures
+#   make reliability  one table: conformance, crash schedules, concurrency, fuzzing (FUZZ_SECONDS), bad inputs, violations
 # CARGO_FLAGS is passed to every cargo build/test (CI uses --locked).
 
 SHELL := bash
@@ -71,3 +73,12 @@ fmt-check:
 SECONDS ?= 60
 fuzz:
 	bash scripts/fuzz.sh $(SECONDS)
+
+# Long runs that do not belong in `make test`: 10,000 crash schedules, and the table of every
+# reliability figure (set FUZZ_SECONDS=N to include N seconds of fuzzing per target).
+.PHONY: soak reliability
+soak: build hostile
+	CRASH_SCHEDULES=$${CRASH_SCHEDULES:-10000} $(CARGO) test --release $(CARGO_FLAGS) -p checkpoint-host --test crash_schedules -- --nocapture
+
+reliability: build hostile
+	bash scripts/reliability.sh

@@ -3,6 +3,7 @@
 # concurrency rounds, fuzzing, bad inputs, and violations (which must be 0).
 #
 #   scripts/reliability.sh            # CRASH_SCHEDULES=10000, FUZZ_SECONDS=0 (no fuzzing)
+#   (`make reliability` runs it; fuzzing needs rustup's nightly, see scripts/fuzz.sh)
 #   CRASH_SCHEDULES=N FUZZ_SECONDS=S scripts/reliability.sh
 #
 # Exits non-zero if any part fails or reports a violation.
@@ -26,7 +27,9 @@ concurrency=$(grep -m1 '^concurrency:' "$log" || echo 'concurrency: not run')
 fuzz='not run (FUZZ_SECONDS=0)'
 if ((fuzz_seconds > 0)); then
     if make --no-print-directory fuzz SECONDS="$fuzz_seconds" >>"$log" 2>&1; then
-        fuzz="$(grep -cE '^\[fuzz\] .*execs' "$log" || true) targets x ${fuzz_seconds} s, no finding"
+        # Rows of scripts/fuzz.sh's table: target execs execs/s seconds crashes.
+        fuzz=$(awk '/^decode_[a-z_]+ +[0-9]/ {printf "%s%s %s execs in %s s", sep, $1, $2, $4; sep="; "}' "$log")
+        fuzz="${fuzz:-no figures}; no finding"
     else
         fuzz="FAILED (see make fuzz)"
         status=1
