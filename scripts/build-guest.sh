@@ -4,6 +4,10 @@
 #
 #   scripts/build-guest.sh [--manifest-path Cargo.toml] [--package checkpoint-guest]
 #                          [--target-dir target/guest] [--out target/checkpoint.wasm]
+#                          [--panic immediate-abort|abort]
+#
+# `--panic immediate-abort` (the default, Debian route) drops std's panic machinery and with it
+# every WASI import; `--panic abort` keeps them (the hostile test guest needs them to probe).
 #
 # The guest gets its own target dir so Debian's cargo 1.96 (Debian route) and rustup's cargo
 # 1.95 (host) never share artifacts. Extra cargo flags (e.g. --locked) come from CKPT_CARGO_FLAGS.
@@ -16,16 +20,23 @@ manifest=$REPO_ROOT/Cargo.toml
 package=checkpoint-guest
 target_dir=$REPO_ROOT/target/guest
 out=$REPO_ROOT/target/checkpoint.wasm
+panic=immediate-abort
 while (($#)); do
     case $1 in
         --manifest-path) manifest=$2; shift 2 ;;
         --package) package=$2; shift 2 ;;
         --target-dir) target_dir=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
+        --panic) panic=$2; shift 2 ;;
         *) die "unknown argument '$1' (see the header of $0)" ;;
     esac
 done
 read -r -a extra_flags <<<"${CKPT_CARGO_FLAGS:-}"
+case $panic in
+    immediate-abort) panic_flags="-Zunstable-options -Cpanic=immediate-abort" ;;
+    abort) panic_flags="" ;;
+    *) die "--panic takes immediate-abort or abort, not '$panic'" ;;
+esac
 
 [[ -x $WASM_TOOLS ]] || die "$WASM_TOOLS missing: run 'make setup' (scripts/setup.sh) first"
 
@@ -44,13 +55,12 @@ if [[ $route == rustup ]]; then
 else
     [[ -x $WASM_COMPONENT_LD && -L $TOOLCHAIN_BIN_DIR/wasm-ld ]] \
         || die "Debian-route tools missing: run 'make setup' (scripts/setup.sh) first"
-    log "building $package for wasm32-wasip2 with Debian's $("$DEBIAN_RUSTC" --version | awk '{print $1, $2}') (-Zbuild-std, panic=immediate-abort)"
+    log "building $package for wasm32-wasip2 with Debian's $("$DEBIAN_RUSTC" --version | awk '{print $1, $2}') (-Zbuild-std, panic=$panic)"
     # RUSTC_BOOTSTRAP=1 lets this stable compiler take -Z flags, for this command only.
-    # panic=immediate-abort drops std's panic machinery, and with it every WASI import.
     env -u CARGO_ENCODED_RUSTFLAGS -u RUSTUP_TOOLCHAIN \
         RUSTC_BOOTSTRAP=1 \
         RUSTC="$DEBIAN_RUSTC" \
-        RUSTFLAGS="-C link-self-contained=no -L $WASI_LIBC_DIR -Zunstable-options -Cpanic=immediate-abort" \
+        RUSTFLAGS="-C link-self-contained=no -L $WASI_LIBC_DIR $panic_flags" \
         CARGO_TARGET_WASM32_WASIP2_LINKER="$WASM_COMPONENT_LD" \
         PATH="$TOOLCHAIN_BIN_DIR:/usr/bin:$PATH" \
         "$DEBIAN_CARGO" build --release --target wasm32-wasip2 -Zbuild-std=std,panic_abort "${extra_flags[@]}" \
