@@ -2,7 +2,9 @@
 #   make setup      install the guest toolchain (scripts/setup.sh; seconds when already done)
 #   make build      guest component -> target/checkpoint.wasm (validated), then the host `ckpt`
 #   make run        setup + build + `ckpt demo`
-#   make test       setup + build + component shape check + workspace tests + clippy + fmt check
+#   make test       setup + build + component shape check + workspace tests (with real PostgreSQL
+#                   and Redis servers) + Python and Node hosts + clippy + fmt check
+#   make bench      P1-P6 side by side in one table, then per-call figures of the three hosts
 #   make hostile    the hostile test component -> target/hostile.wasm (host/tests/sandbox.rs)
 #   make clippy     clippy, release, all targets, -D warnings
 #   make fmt-check  rustfmt --check
@@ -51,16 +53,30 @@ check-component: guest
 	bash scripts/check-component.sh $(COMPONENT)
 
 # Prerequisites run left to right: component shape, tests, then lints.
-test: build check-component cargo-test clippy fmt-check
+test: build check-component cargo-test test-python test-node clippy fmt-check
 
 # The hostile component that host/tests/sandbox.rs loads (tests/hostile-guest, own workspace).
 .PHONY: hostile
 hostile: setup
 	bash scripts/build-hostile.sh
 
-# --workspace includes checkpoint-guest, whose unit tests run natively.
+# --workspace includes checkpoint-guest, whose unit tests run natively. The PostgreSQL and
+# Redis tests use servers that scripts/with-test-servers.sh starts and stops around the run.
 cargo-test: build hostile
-	$(CARGO) test --release $(CARGO_FLAGS) --workspace
+	bash scripts/with-test-servers.sh $(CARGO) test --release $(CARGO_FLAGS) --workspace
+
+# The Python (wasmtime-py) and Node (jco) hosts: each script makes its own environment
+# (virtualenv / npm packages) and plays every conformance case file.
+.PHONY: test-python test-node bench
+test-python: build
+	bash python/run-tests.sh
+
+test-node: build
+	bash node/run-tests.sh
+
+# Benchmarks (never part of `test`): one table, every figure measured side by side in one run.
+bench: build
+	bash scripts/bench.sh
 
 clippy: guest
 	$(CARGO) clippy --release $(CARGO_FLAGS) --workspace --all-targets --keep-going -- -D warnings

@@ -1,0 +1,144 @@
+//! Shared by the integration tests that need a real PostgreSQL or Redis server.
+//!
+//! `make test` runs the tests under `scripts/with-test-servers.sh`, which starts both servers
+//! and passes their URLs in `CKPT_TEST_POSTGRES_URL` / `CKPT_TEST_REDIS_URL`. Tests that stop
+//! and restart a server start a [`PrivateServer`] of their own instead, so that they never
+//! disturb the shared ones.
+#![allow(dead_code, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A server kind, named as its script is: `scripts/{name}-server.sh`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    Postgres,
+    Redis,
+}
+
+impl ServerKind {
+    pub const ALL: [ServerKind; 2] = [ServerKind::Postgres, ServerKind::Redis];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Postgres => "postgres",
+            ServerKind::Redis => "redis",
+        }
+    }
+
+    fn env_var(self) -> &'static str {
+        match self {
+            ServerKind::Postgres => "CKPT_TEST_POSTGRES_URL",
+            ServerKind::Redis => "CKPT_TEST_REDIS_URL",
+        }
+    }
+
+    fn script(self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scripts")
+            .join(format!("{}-server.sh", self.name()))
+    }
+}
+
+/// True when `CKPT_SKIP_SERVER_TESTS=1` asks to skip server tests (never in CI).
+pub fn skipping_servers() -> bool {
+    std::env::var("CKPT_SKIP_SERVER_TESTS").as_deref() == Ok("1")
+}
+
+fn announce_skip(kind: ServerKind, what: &str) {
+    eprintln!(
+        "\n!!! SKIPPED {what} on {}: CKPT_SKIP_SERVER_TESTS=1 !!!\n",
+        kind.name()
+    );
+}
+
+/// URL of the shared server of `kind`, started by `scripts/with-test-servers.sh`.
+///
+/// `None` (after a loud message) only when `CKPT_SKIP_SERVER_TESTS=1`; otherwise a missing URL
+/// fails the test, so a server test can never pass by not running.
+pub fn shared_server_url(kind: ServerKind, what: &str) -> Option<String> {
+    if let Ok(url) = std::env::var(kind.env_var()) {
+        if !url.is_empty() {
+            return Some(url);
+        }
+    }
+    if skipping_servers() {
+        announce_skip(kind, what);
+        return None;
+    }
+    panic!(
+        "{what} needs a {} server: run it under `scripts/with-test-servers.sh` (as `make test` \
+         does), or set {} to a server's URL; CKPT_SKIP_SERVER_TESTS=1 skips server tests",
+        kind.name(),
+        kind.env_var()
+    );
+}
+
+/// A server of one's own, in a temporary directory, for tests that stop and restart it.
+/// Stopped when dropped.
+pub struct PrivateServer {
+    pub kind: ServerKind,
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateServer {
+    /// Starts a new server; `None` (after a loud message) when `CKPT_SKIP_SERVER_TESTS=1`.
+    pub fn start(kind: ServerKind, what: &str) -> Option<PrivateServer> {
+        if skipping_servers() {
+            announce_skip(kind, what);
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ckpt-{}-", kind.name()))
+            .tempdir()
+            .expect("temporary directory for a private server");
+        let url = run_script(kind, "start", dir.path());
+        Some(PrivateServer { kind, url, dir })
+    }
+
+    /// Stops the server (fast: in-flight requests fail); its data stays.
+    pub fn stop(&self) {
+        run_script(self.kind, "stop", self.dir.path());
+    }
+
+    /// Starts it again on the same port and data; returns once it accepts connections.
+    pub fn restart(&self) {
+        let url = run_script(self.kind, "start", self.dir.path());
+        assert_eq!(url, self.url, "a restarted server keeps its URL");
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(self.kind.script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+/// Runs `scripts/{kind}-server.sh ACTION DIR` and returns its stdout's last line (the URL).
+fn run_script(kind: ServerKind, action: &str, dir: &Path) -> String {
+    let out = Command::new("bash")
+        .arg(kind.script())
+        .arg(action)
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", kind.script().display()));
+    assert!(
+        out.status.success(),
+        "{} {action} {} failed ({}):\n{}",
+        kind.script().display(),
+        dir.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs a command with real PostgreSQL and Redis servers on loopback, then stops them.
+#
+#   scripts/with-test-servers.sh CMD [ARGS...]
+#
+# Each server gets a free port and a data directory under target/test-servers/ (recreated on
+# every run); the command sees their URLs in CKPT_TEST_POSTGRES_URL and CKPT_TEST_REDIS_URL.
+# The servers are installed from Debian packages when missing (scripts/{postgres,redis}-server.sh).
+#
+# CKPT_SKIP_SERVER_TESTS=1 starts no server: the server tests then skip, loudly. CI (CI=1)
+# refuses that variable, so server tests never skip there.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ "${CKPT_SKIP_SERVER_TESTS:-}" == 1 ]]; then
+    if [[ -n "${CI:-}" ]]; then
+        echo "with-test-servers: CKPT_SKIP_SERVER_TESTS=1 is not allowed in CI" >&2
+        exit 2
+    fi
+    printf '\n\033[1;33m%s\033[0m\n\n' \
+        "!!! CKPT_SKIP_SERVER_TESTS=1: NO PostgreSQL/Redis server started; their tests are SKIPPED !!!" >&2
+    exec "$@"
+fi
+
+root="$PWD/target/test-servers"
+rm -rf "$root"
+mkdir -p "$root"
+
+stop_all() {
+    bash scripts/postgres-server.sh stop "$root/postgres" >/dev/null 2>&1 || true
+    bash scripts/redis-server.sh stop "$root/redis" >/dev/null 2>&1 || true
+}
+trap stop_all EXIT
+
+CKPT_TEST_POSTGRES_URL="$(bash scripts/postgres-server.sh start "$root/postgres")"
+CKPT_TEST_REDIS_URL="$(bash scripts/redis-server.sh start "$root/redis")"
+export CKPT_TEST_POSTGRES_URL CKPT_TEST_REDIS_URL
+echo "with-test-servers: PostgreSQL at $CKPT_TEST_POSTGRES_URL, Redis at $CKPT_TEST_REDIS_URL" >&2
+
+"$@"
