@@ -1,0 +1,390 @@
+// Typed handles on the component's exports: Checkpointer, Driver and Codec. Each Checkpointer
+// and Codec owns its own instance of the component.
+
+import { ComponentFailure } from './errors.js';
+import { Instance } from './component.js';
+import { NullConsumer } from './consumer.js';
+import {
+  batchProgressOut,
+  checkpointIn,
+  checkpointsIn,
+  driverOptionsIn,
+  idsIn,
+  messageIn,
+  messagesIn,
+  optionsIn,
+  progressOut,
+  receiptOut,
+  resumeOut,
+  string,
+  bytes,
+  u64,
+} from './values.js';
+
+const dispose = Symbol.dispose ?? Symbol.for('dispose');
+
+/**
+ * Writes and reads the checkpoints of one namespace of a store, through its own instance of
+ * the component. Every method is synchronous and throws a {@link CheckpointError} subclass for
+ * a refusal, or {@link ComponentFailure} when the component could not run the call (after
+ * which this checkpointer refuses every call).
+ */
+export class Checkpointer {
+  #instance;
+  #handle;
+
+  /** Use {@link Checkpointer.open}. */
+  constructor(instance, handle) {
+    this.#instance = instance;
+    this.#handle = handle;
+  }
+
+  /**
+   * Opens a checkpointer in a new instance of the component over `storage` and `consumer`.
+   * Does no storage I/O.
+   * @param {import('./storage.js').Storage} storage Where checkpoints go (for example a
+   *   {@link MapStorage}); shared with other checkpointers as the caller sees fit.
+   * @param {import('./consumer.js').Consumer | null} consumer Receives acks once they are
+   *   durable; `null` for none.
+   * @param {Options} options
+   * @returns {Checkpointer}
+   * @throws {InvalidInputError} for bad options.
+   */
+  static open(storage, consumer, options) {
+    const wit = optionsIn(options);
+    const instance = new Instance(storage, consumer ?? new NullConsumer());
+    const handle = instance.call('checkpointer.open', () => instance.checkpointer.Checkpointer.open(wit));
+    return new Checkpointer(instance, handle);
+  }
+
+  /**
+   * Makes `checkpoint` the durable latest of its (runId, stage), then acks `batch`.
+   * Refuses, before any write: invalid or too large input, damaged stored data, a move
+   * backwards, a stale epoch; `ConflictError` when the stage changed meanwhile. An ack failure
+   * does not fail the call: see `receipt.acks`.
+   * @param {Checkpoint} checkpoint
+   * @param {string[]} [batch] Message ids to ack once the checkpoint is durable.
+   * @returns {Receipt}
+   */
+  write(checkpoint, batch = []) {
+    const c = checkpointIn(checkpoint);
+    const ids = idsIn(batch);
+    return receiptOut(this.#call('checkpointer.write', (h) => h.write(c, ids)));
+  }
+
+  /**
+   * The latest checkpoint of (runId, stage). Never writes.
+   * @param {string} runId
+   * @param {string} stage
+   * @returns {Checkpoint}
+   * @throws {NotFoundError} when nothing is stored; {@link CorruptError} when it is damaged.
+   */
+  get(runId, stage) {
+    const [r, s] = [string(runId, 'run-id'), string(stage, 'stage')];
+    return this.#call('checkpointer.get', (h) => h.get(r, s));
+  }
+
+  /**
+   * Where (runId, stage) should restart: the latest checkpoint, else the newest intact
+   * retained one (`origin: 'fallback'`, with what was `skipped`), else offset 0
+   * (`origin: 'fresh'`). Never writes.
+   * @param {string} runId
+   * @param {string} stage
+   * @returns {Resume}
+   */
+  resumePoint(runId, stage) {
+    const [r, s] = [string(runId, 'run-id'), string(stage, 'stage')];
+    return resumeOut(this.#call('checkpointer.resume-point', (h) => h.resumePoint(r, s)));
+  }
+
+  /**
+   * Retained checkpoints of (runId, stage), oldest first; empty when nothing is stored.
+   * @param {string} runId
+   * @param {string} stage
+   * @returns {Checkpoint[]}
+   */
+  history(runId, stage) {
+    const [r, s] = [string(runId, 'run-id'), string(stage, 'stage')];
+    return this.#call('checkpointer.history', (h) => h.history(r, s));
+  }
+
+  /**
+   * Removes every checkpoint of (runId, stage) in one commit; returns how many entries were
+   * removed. This also forgets the stage's epoch: only delete a stage no writer uses.
+   * @param {string} runId
+   * @param {string} stage
+   * @returns {number}
+   */
+  delete(runId, stage) {
+    const [r, s] = [string(runId, 'run-id'), string(stage, 'stage')];
+    return this.#call('checkpointer.delete', (h) => h.delete(r, s));
+  }
+
+  /**
+   * Opens a driver for one (runId, stage), which checkpoints processed messages by policy and
+   * acks each message once a checkpoint covers it. Reads the resume point (so it fails as
+   * `resumePoint` does) and is fenced at once if `options.epoch` is below the stored one.
+   * The driver shares this checkpointer's instance.
+   * @param {DriverOptions} options
+   * @returns {Driver}
+   */
+  openDriver(options) {
+    const o = driverOptionsIn(options);
+    const handle = this.#call('checkpointer.open-driver', (h) => h.openDriver(o));
+    return new Driver(this, this.#instance, handle);
+  }
+
+  /**
+   * Releases the component's handle. The checkpointer (and its drivers) refuse further calls.
+   * Dropping every reference has the same effect, later.
+   */
+  close() {
+    if (this.#handle === null) return;
+    this.#handle[dispose]?.();
+    this.#handle = null;
+    this.#instance.close('the checkpointer was closed');
+  }
+
+  [dispose]() {
+    this.close();
+  }
+
+  #call(name, fn) {
+    const handle = this.#handle;
+    if (handle === null) throw new ComponentFailure(`\`${name}\`: the checkpointer was closed`);
+    return this.#instance.call(name, () => fn(handle));
+  }
+}
+
+/**
+ * Turns processed messages into checkpoints by policy (`per-message`, `{perBatch: n}`,
+ * `explicit-flush`) and acks each message once a checkpoint covers it. Open one with
+ * {@link Checkpointer#openDriver}. Pending messages live in the instance: dropping the driver
+ * without `flush` loses them (their input is redelivered from the resume point).
+ */
+export class Driver {
+  #instance;
+  #handle;
+
+  /** Use {@link Checkpointer#openDriver}. */
+  constructor(checkpointer, instance, handle) {
+    /** The checkpointer this driver writes through. @type {Checkpointer} */
+    this.checkpointer = checkpointer;
+    this.#instance = instance;
+    this.#handle = handle;
+  }
+
+  /**
+   * Where this driver resumed: read `point.watermark.offset` to know where to read input from.
+   * @returns {Resume}
+   */
+  resumedFrom() {
+    return resumeOut(this.#instance.call('driver.resumed-from', () => this.#handle.resumedFrom()));
+  }
+
+  /**
+   * The sequence, epoch and watermark of the last durable checkpoint this driver knows.
+   * @returns {ResumePoint}
+   */
+  cursor() {
+    return this.#instance.call('driver.cursor', () => this.#handle.cursor());
+  }
+
+  /**
+   * Records one processed message; writes a checkpoint when the policy says so. On a failed
+   * write the messages stay pending: call `flush` to retry.
+   * @param {ProcessedMessage} message
+   * @param {bigint | number} nowMs Becomes the checkpoint's `atMs`.
+   * @returns {Progress}
+   */
+  recordProcessed(message, nowMs) {
+    const m = messageIn(message);
+    const now = u64(nowMs, 'now-ms');
+    return progressOut(this.#instance.call('driver.record-processed', () => this.#handle.recordProcessed(m, now)));
+  }
+
+  /**
+   * Records messages in order, as `recordProcessed` would, in one call. Stops at the first
+   * error; messages before it keep their effect.
+   * @param {ProcessedMessage[]} messages
+   * @param {bigint | number} nowMs
+   * @returns {BatchProgress}
+   */
+  recordProcessedBatch(messages, nowMs) {
+    const ms = messagesIn(messages);
+    const now = u64(nowMs, 'now-ms');
+    return batchProgressOut(
+      this.#instance.call('driver.record-processed-batch', () => this.#handle.recordProcessedBatch(ms, now)),
+    );
+  }
+
+  /**
+   * Writes a checkpoint for the pending messages, if any (`{kind: 'pending', pending: 0}` and
+   * no storage call when none).
+   * @param {bigint | number} nowMs
+   * @returns {Progress}
+   */
+  flush(nowMs) {
+    const now = u64(nowMs, 'now-ms');
+    return progressOut(this.#instance.call('driver.flush', () => this.#handle.flush(now)));
+  }
+
+  /**
+   * A copy of the recent events (`changelogCapacity` of them at most).
+   * @returns {Changelog}
+   */
+  changelog() {
+    return this.#instance.call('driver.changelog', () => this.#handle.changelog());
+  }
+}
+
+/**
+ * The checkpoint binary format (FORMAT.md), from the component: encode, decode, validate,
+ * chain signatures and resume points of lists. Owns an instance with no storage.
+ */
+export class Codec {
+  #instance;
+
+  constructor() {
+    const refuse = () => {
+      throw new Error('the codec instance has no storage');
+    };
+    this.#instance = new Instance({ get: refuse, commit: refuse, listKeys: refuse }, new NullConsumer());
+  }
+
+  /**
+   * Canonical bytes of a checkpoint (named lists sorted).
+   * @param {Checkpoint} checkpoint
+   * @returns {Uint8Array}
+   * @throws {InvalidInputError} when `validate` would.
+   */
+  encode(checkpoint) {
+    const c = checkpointIn(checkpoint);
+    return this.#instance.call('codec.encode', () => this.#instance.codec.encode(c));
+  }
+
+  /**
+   * Decodes bytes made by `encode`.
+   * @param {Uint8Array} data
+   * @returns {Checkpoint}
+   * @throws {CorruptError} naming the damage.
+   */
+  decode(data) {
+    const b = bytes(data, 'bytes');
+    return this.#instance.call('codec.decode', () => this.#instance.codec.decode(b));
+  }
+
+  /**
+   * Checks the rules of a checkpoint without any I/O.
+   * @param {Checkpoint} checkpoint
+   * @throws {InvalidInputError} naming the first broken rule.
+   */
+  validate(checkpoint) {
+    const c = checkpointIn(checkpoint);
+    this.#instance.call('codec.validate', () => this.#instance.codec.validate(c));
+  }
+
+  /**
+   * Lowercase hex SHA-256 over the chain, in order (see codec.wit): equal on every host.
+   * @param {Checkpoint[]} checkpoints
+   * @returns {string}
+   */
+  chainSignature(checkpoints) {
+    const cs = checkpointsIn(checkpoints);
+    return this.#instance.call('codec.chain-signature', () => this.#instance.codec.chainSignature(cs));
+  }
+
+  /**
+   * The resume point of `stage` from a list: the checkpoint of that stage with the highest
+   * sequence.
+   * @param {Checkpoint[]} checkpoints
+   * @param {string} stage
+   * @returns {ResumePoint}
+   * @throws {NotFoundError} when the list has no checkpoint of `stage`.
+   */
+  resumePointForStage(checkpoints, stage) {
+    const cs = checkpointsIn(checkpoints);
+    const s = string(stage, 'stage');
+    return this.#instance.call('codec.resume-point-for-stage', () => this.#instance.codec.resumePointForStage(cs, s));
+  }
+}
+
+/**
+ * @typedef {object} Watermark
+ * @property {bigint} offset Next offset to read.
+ * @property {bigint} eventTimeMs Event time reached, ms since the Unix epoch (may be negative).
+ */
+/**
+ * A checkpoint (WIT `checkpoint`). Integers are BigInts on output; on input a safe-integer
+ * Number is accepted too. `sources`, `sinks`, `operatorStates` (default `[]`) and
+ * `idempotencyKey` (default `''`) may be omitted.
+ * @typedef {object} Checkpoint
+ * @property {string} runId
+ * @property {string} stage
+ * @property {bigint} sequence At least 1, strictly growing per (runId, stage).
+ * @property {bigint} epoch Ownership epoch of the writer.
+ * @property {Watermark} watermark
+ * @property {{name: string, sequence: bigint, watermark: Watermark}[]} [sources]
+ * @property {{name: string, position: bigint}[]} [sinks]
+ * @property {{name: string, state: Uint8Array}[]} [operatorStates]
+ * @property {string} [idempotencyKey]
+ * @property {bigint} atMs Wall-clock time of the checkpoint (the caller's clock).
+ */
+/**
+ * @typedef {object} Options
+ * @property {string} namespace 1 to 64 bytes of `A-Z a-z 0-9 _ - .`.
+ * @property {number} maxRetained Checkpoints kept per (runId, stage), at least 1.
+ * @property {number} maxCheckpointBytes Largest encoding accepted, at least 64.
+ */
+/**
+ * @typedef {object} Receipt
+ * @property {bigint} sequence
+ * @property {bigint} version Storage version of the latest after this write.
+ * @property {boolean} replayed The stored latest was already this checkpoint.
+ * @property {number} pruned Older checkpoints removed.
+ * @property {{kind: 'acked', count: number} | {kind: 'failed', message: string}} acks
+ */
+/**
+ * @typedef {object} ResumePoint
+ * @property {string} runId
+ * @property {string} stage
+ * @property {bigint} sequence 0 when nothing was stored.
+ * @property {bigint} epoch 0 when nothing was stored.
+ * @property {Watermark} watermark Restart reading at `watermark.offset`.
+ */
+/**
+ * @typedef {object} Resume
+ * @property {ResumePoint} point
+ * @property {'latest' | 'fallback' | 'fresh'} origin
+ * @property {{kind: string, key: string, detail: string}[]} skipped What was wrong with the
+ *   newer checkpoints a fallback skipped (empty unless `origin` is `'fallback'`).
+ */
+/**
+ * @typedef {object} DriverOptions
+ * @property {string} runId
+ * @property {string} stage
+ * @property {bigint} epoch
+ * @property {'per-message' | 'explicit-flush' | {perBatch: number}} policy
+ * @property {number} [changelogCapacity] Default 0 (no changelog).
+ * @property {'drop-new' | 'overwrite-oldest'} [overflow] Default `'drop-new'`.
+ */
+/**
+ * @typedef {object} ProcessedMessage
+ * @property {string} id
+ * @property {bigint} nextOffset The message's own offset + 1.
+ * @property {bigint} [eventTimeMs] Default 0.
+ */
+/**
+ * @typedef {{kind: 'pending', pending: number} | {kind: 'checkpointed', receipt: Receipt}} Progress
+ */
+/**
+ * @typedef {object} BatchProgress
+ * @property {Receipt[]} checkpoints
+ * @property {number} pending
+ */
+/**
+ * @typedef {object} Changelog
+ * @property {{kind: 'processed' | 'watermark' | 'checkpoint', sequence: bigint, watermark: Watermark}[]} events
+ * @property {bigint} overflowCount
+ * @property {number} capacity
+ */

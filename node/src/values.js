@@ -1,0 +1,216 @@
+// Conversions between the public JS values and the shapes jco's bindings take and give.
+//
+// jco lowers integers without range checks (a u64 wraps with BigInt.asUintN, a u32 with
+// `>>> 0`) and replaces lone surrogates in strings silently, so every value from the caller is
+// checked here first: a bad one is refused with `InvalidInputError` naming the field (WIT
+// spelling, as the component names fields), before the component is called.
+
+import { InvalidInputError } from './errors.js';
+
+const U64_MAX = (1n << 64n) - 1n;
+const S64_MIN = -(1n << 63n);
+const S64_MAX = (1n << 63n) - 1n;
+const U32_MAX = 2 ** 32 - 1;
+
+function invalid(field, reason) {
+  return new InvalidInputError({ field, reason });
+}
+
+/** An integer given as a BigInt, or as a Number that is a safe integer. */
+function integer(value, field, min, max, what) {
+  let big;
+  if (typeof value === 'bigint') {
+    big = value;
+  } else if (typeof value === 'number' && Number.isSafeInteger(value)) {
+    big = BigInt(value);
+  } else {
+    throw invalid(field, `must be ${what} (a BigInt, or a safe-integer Number), not ${describe(value)}`);
+  }
+  if (big < min || big > max) {
+    throw invalid(field, `must be ${what}, not ${big}`);
+  }
+  return big;
+}
+
+function describe(value) {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  if (typeof value === 'number' || typeof value === 'bigint') return `${typeof value} ${value}`;
+  return typeof value;
+}
+
+/** @returns {bigint} */
+export function u64(value, field) {
+  return integer(value, field, 0n, U64_MAX, 'an integer from 0 to 18446744073709551615');
+}
+
+/** @returns {bigint} */
+export function s64(value, field) {
+  return integer(value, field, S64_MIN, S64_MAX, 'an integer from -9223372036854775808 to 9223372036854775807');
+}
+
+/** @returns {number} */
+export function u32(value, field) {
+  return Number(integer(value, field, 0n, BigInt(U32_MAX), 'an integer from 0 to 4294967295'));
+}
+
+/** A WIT string: a JS string of well-formed Unicode (no lone surrogates). */
+export function string(value, field) {
+  if (typeof value !== 'string') {
+    throw invalid(field, `must be a string, not ${describe(value)}`);
+  }
+  if (!value.isWellFormed()) {
+    throw invalid(field, 'must be well-formed Unicode (it holds a lone surrogate)');
+  }
+  return value;
+}
+
+/** @returns {Uint8Array} */
+export function bytes(value, field) {
+  if (!(value instanceof Uint8Array)) {
+    throw invalid(field, `must be a Uint8Array (or Buffer), not ${describe(value)}`);
+  }
+  return value;
+}
+
+function record(value, field) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw invalid(field, `must be an object, not ${Array.isArray(value) ? 'an array' : describe(value)}`);
+  }
+  return value;
+}
+
+function array(value, field) {
+  if (!Array.isArray(value)) {
+    throw invalid(field, `must be an array, not ${describe(value)}`);
+  }
+  return value;
+}
+
+/** An optional list: absent (`undefined`) is empty. */
+function listOr(value, field, each) {
+  return value === undefined ? [] : array(value, field).map((item, i) => each(item, `${field}[${i}]`));
+}
+
+function watermark(value, field) {
+  const w = record(value, field);
+  return { offset: u64(w.offset, `${field}.offset`), eventTimeMs: s64(w.eventTimeMs, `${field}.event-time-ms`) };
+}
+
+/**
+ * A checkpoint as jco lowers it. `sources`, `sinks`, `operatorStates` default to `[]` and
+ * `idempotencyKey` to `''`; everything else is required.
+ * @param {import('./checkpointer.js').Checkpoint} value
+ * @param {string} [field] Path prefix for error messages.
+ */
+export function checkpointIn(value, field = 'checkpoint') {
+  const c = record(value, field);
+  const at = (name) => (field === 'checkpoint' ? name : `${field}.${name}`);
+  return {
+    runId: string(c.runId, at('run-id')),
+    stage: string(c.stage, at('stage')),
+    sequence: u64(c.sequence, at('sequence')),
+    epoch: u64(c.epoch, at('epoch')),
+    watermark: watermark(c.watermark, at('watermark')),
+    sources: listOr(c.sources, at('sources'), (s, f) => {
+      record(s, f);
+      return { name: string(s.name, `${f}.name`), sequence: u64(s.sequence, `${f}.sequence`), watermark: watermark(s.watermark, `${f}.watermark`) };
+    }),
+    sinks: listOr(c.sinks, at('sinks'), (s, f) => {
+      record(s, f);
+      return { name: string(s.name, `${f}.name`), position: u64(s.position, `${f}.position`) };
+    }),
+    operatorStates: listOr(c.operatorStates, at('operator-states'), (s, f) => {
+      record(s, f);
+      return { name: string(s.name, `${f}.name`), state: bytes(s.state, `${f}.state`) };
+    }),
+    idempotencyKey: c.idempotencyKey === undefined ? '' : string(c.idempotencyKey, at('idempotency-key')),
+    atMs: u64(c.atMs, at('at-ms')),
+  };
+}
+
+/** A list of checkpoints as jco lowers it. */
+export function checkpointsIn(value, field = 'checkpoints') {
+  return array(value, field).map((c, i) => checkpointIn(c, `${field}[${i}]`));
+}
+
+/** Message ids to ack. */
+export function idsIn(value, field = 'batch') {
+  return array(value, field).map((id, i) => string(id, `${field}[${i}]`));
+}
+
+/** @param {import('./checkpointer.js').Options} value */
+export function optionsIn(value) {
+  const o = record(value, 'options');
+  return {
+    namespace: string(o.namespace, 'namespace'),
+    maxRetained: u32(o.maxRetained, 'max-retained'),
+    maxCheckpointBytes: u32(o.maxCheckpointBytes, 'max-checkpoint-bytes'),
+  };
+}
+
+function policyIn(value) {
+  if (value === 'per-message' || value === 'explicit-flush') return { tag: value };
+  if (value !== null && typeof value === 'object' && 'perBatch' in value) {
+    return { tag: 'per-batch', val: u32(value.perBatch, 'policy.per-batch') };
+  }
+  throw invalid('policy', `must be 'per-message', 'explicit-flush' or {perBatch: n}, not ${describe(value)}`);
+}
+
+/**
+ * Driver options as jco lowers them. `changelogCapacity` defaults to 0, `overflow` to
+ * `'drop-new'`.
+ * @param {import('./checkpointer.js').DriverOptions} value
+ */
+export function driverOptionsIn(value) {
+  const o = record(value, 'driver-options');
+  const overflow = o.overflow === undefined ? 'drop-new' : o.overflow;
+  if (overflow !== 'drop-new' && overflow !== 'overwrite-oldest') {
+    throw invalid('overflow', `must be 'drop-new' or 'overwrite-oldest', not ${describe(overflow)}`);
+  }
+  return {
+    runId: string(o.runId, 'run-id'),
+    stage: string(o.stage, 'stage'),
+    epoch: u64(o.epoch, 'epoch'),
+    policy: policyIn(o.policy),
+    changelogCapacity: o.changelogCapacity === undefined ? 0 : u32(o.changelogCapacity, 'changelog-capacity'),
+    overflow,
+  };
+}
+
+/** A processed message; `eventTimeMs` defaults to 0. */
+export function messageIn(value, field = 'message') {
+  const m = record(value, field);
+  return {
+    id: string(m.id, `${field}.id`),
+    nextOffset: u64(m.nextOffset, `${field}.next-offset`),
+    eventTimeMs: m.eventTimeMs === undefined ? 0n : s64(m.eventTimeMs, `${field}.event-time-ms`),
+  };
+}
+
+export function messagesIn(value) {
+  return array(value, 'messages').map((m, i) => messageIn(m, `messages[${i}]`));
+}
+
+// ---- component -> caller
+
+/** @returns {import('./checkpointer.js').Receipt} */
+export function receiptOut(r) {
+  const acks = r.acks.tag === 'acked' ? { kind: 'acked', count: r.acks.val } : { kind: 'failed', message: r.acks.val };
+  return { sequence: r.sequence, version: r.version, replayed: r.replayed, pruned: r.pruned, acks };
+}
+
+/** @returns {import('./checkpointer.js').Resume} */
+export function resumeOut(r) {
+  return { point: r.point, origin: r.origin.tag, skipped: r.origin.tag === 'fallback' ? r.origin.val.skipped : [] };
+}
+
+/** @returns {import('./checkpointer.js').Progress} */
+export function progressOut(p) {
+  return p.tag === 'pending' ? { kind: 'pending', pending: p.val } : { kind: 'checkpointed', receipt: receiptOut(p.val) };
+}
+
+/** @returns {import('./checkpointer.js').BatchProgress} */
+export function batchProgressOut(b) {
+  return { checkpoints: b.checkpoints.map(receiptOut), pending: b.pending };
+}
