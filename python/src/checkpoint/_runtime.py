@@ -1,0 +1,312 @@
+"""Loading the component and running calls into it with wasmtime-py 50.
+
+One `Runtime` per component file compiles it once and holds one `Linker` whose host functions
+(the `storage` and `consumer` imports) serve every instance: each call into the guest names the
+`Host` (storage + consumer) it runs for in a thread-local, and the host functions dispatch to
+it. Every checkpointer, driver chain and codec gets its own `Store` and instance.
+
+Host limits of wasmtime-py 50 handled here (see ../README.md "Embedding from Python"):
+
+1. A host function that raises leaves the instance unusable ("cannot enter component
+   instance"). So no exception ever leaves a host function: every failure of a user store or
+   consumer, including a wrong return type, becomes the WIT error value for that call.
+2. A host function cannot return `err` through `result<lookup, storage-error>`: `lookup` has a
+   payload-less case, so wasmtime-py lowers it "untagged" with `object` among its classes, and
+   every value (an error too) is taken for `ok`; the error then fails to lower as a `lookup`
+   and the call traps. `_install_err_lowering` teaches `ResultType` one explicit marker,
+   `_Err(payload)`, which always lowers as `err`; every other value lowers exactly as before.
+3. An int out of range would be wrapped silently by ctypes: `_wit` checks every int first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime.component import Component, Linker, ResultType, Variant
+
+from . import _wit
+from . import types as t
+from .errors import ComponentFailure, StorageError
+
+PACKAGE = "pipeline:checkpoint"
+VERSION = "0.1.0"
+STORAGE = f"{PACKAGE}/storage@{VERSION}"
+CONSUMER = f"{PACKAGE}/consumer@{VERSION}"
+TYPES = f"{PACKAGE}/types@{VERSION}"
+CHECKPOINTER = f"{PACKAGE}/checkpointer@{VERSION}"
+CODEC = f"{PACKAGE}/codec@{VERSION}"
+
+#: Linear memory one instance may grow to, as in the Rust host's `RuntimeConfig`.
+MAX_MEMORY_BYTES = 64 << 20
+
+ENV_COMPONENT = "CKPT_COMPONENT_WASM"
+
+
+def default_component_path() -> Path:
+    """`$CKPT_COMPONENT_WASM`, else the repository's `target/checkpoint.wasm`."""
+    env = os.environ.get(ENV_COMPONENT)
+    if env:
+        return Path(env)
+    # python/src/checkpoint/_runtime.py -> repository root
+    return Path(__file__).resolve().parents[3] / "target" / "checkpoint.wasm"
+
+
+# --------------------------------------------------------------------------------------------
+# limit 2: an explicit `err` for results wasmtime-py lowers untagged
+
+
+@dataclass(frozen=True)
+class _Err:
+    """A host function's `err` answer; lowered as `err` whatever the `ok` type is."""
+
+    payload: Any
+
+
+def _install_err_lowering() -> None:
+    if getattr(ResultType.convert_to_c, "_ckpt_err_lowering", False):
+        return
+    original = ResultType.convert_to_c
+
+    def convert_to_c(self: ResultType, store: Any, val: Any, ptr: Any) -> None:
+        if not isinstance(val, _Err):
+            original(self, store, val, ptr)
+            return
+        err_ty = self.err
+        raw_ptr = None
+        if err_ty is not None:
+            raw = ffi.wasmtime_component_val_t()
+            err_ty.convert_to_c(store, val.payload, ctypes.pointer(raw))
+            raw_ptr = ffi.wasmtime_component_val_new(ctypes.byref(raw))
+        ptr.contents.kind = ffi.WASMTIME_COMPONENT_RESULT
+        ptr.contents.of.result.is_ok = False
+        ptr.contents.of.result.val = raw_ptr
+
+    convert_to_c._ckpt_err_lowering = True  # type: ignore[attr-defined]
+    ResultType.convert_to_c = convert_to_c  # type: ignore[method-assign]
+
+
+_install_err_lowering()
+
+# --------------------------------------------------------------------------------------------
+# limit 1: host functions that never raise
+
+
+class Host:
+    """What one instance's imports call: a storage and a consumer."""
+
+    def __init__(self, storage: Any, consumer: Any) -> None:
+        self.storage = storage
+        self.consumer = consumer
+        # A KeyboardInterrupt or SystemExit inside a host function cannot cross the guest; it
+        # is kept here and raised again once the guest call returns.
+        self.deferred: BaseException | None = None
+
+
+_current = threading.local()
+
+
+def _storage_error(e: BaseException, what: str) -> _Err:
+    if isinstance(e, StorageError):
+        case, message = e.case, e.message
+    else:
+        case, message = "failed", f"{what} raised {type(e).__name__}: {e}"
+    return _Err(Variant(case, message))
+
+
+def _contract(what: str, problem: str) -> _Err:
+    return _Err(Variant("failed", f"{what} broke the storage contract: {problem}"))
+
+
+def _host_call(what: str, body: Callable[[Host], Any], on_error: Callable[[BaseException], Any]) -> Callable[..., Any]:
+    """Wraps `body` as a wasmtime host function that answers every failure as a value."""
+
+    def func(_store: Any, *args: Any) -> Any:
+        host: Host | None = getattr(_current, "host", None)
+        if host is None:
+            return on_error(RuntimeError(f"{what} called outside a checkpoint call"))
+        try:
+            return body(host, *args)
+        except Exception as e:  # noqa: BLE001 - every failure becomes the WIT error value
+            return on_error(e)
+        except BaseException as e:  # KeyboardInterrupt, SystemExit: re-raised after the call
+            host.deferred = e
+            return on_error(e)
+
+    return func
+
+
+def _get(host: Host, key: str) -> Any:
+    found = host.storage.get(key)
+    if found is None:
+        return None  # lookup.missing
+    if not isinstance(found, t.Entry):
+        return _contract("get", f"returned {type(found).__name__}, not Entry or None")
+    if not isinstance(found.value, (bytes, bytearray, memoryview)):
+        return _contract("get", f"value is {type(found.value).__name__}, not bytes")
+    version = found.version
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= _wit.U64_MAX:
+        return _contract("get", f"version {version!r} is not a u64 of at least 1")
+    r = wasmtime.component.Record()
+    r.value = bytes(found.value)
+    r.version = version
+    return r  # lookup.found(entry)
+
+
+def _commit(host: Host, writes: list[Any]) -> Any:
+    batch = _wit.lift_writes(writes)
+    outcome = host.storage.commit(batch)
+    if isinstance(outcome, t.Committed):
+        versions = list(outcome.versions)
+        if len(versions) != len(batch):
+            return _contract("commit", f"{len(versions)} versions for {len(batch)} writes")
+        for v, w in zip(versions, batch):
+            ok = isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _wit.U64_MAX
+            if not ok or (v == 0) != isinstance(w.op, t.Delete):
+                return _contract("commit", f"version {v!r} for a {type(w.op).__name__.lower()}")
+        return versions  # commit-outcome.committed
+    if isinstance(outcome, t.CommitConflict):
+        index = outcome.index
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(batch):
+            return _contract("commit", f"conflict index {index!r} outside the batch")
+        return index  # commit-outcome.conflict
+    return _contract("commit", f"returned {type(outcome).__name__}, not Committed or CommitConflict")
+
+
+def _list_keys(host: Host, prefix: str) -> Any:
+    keys = host.storage.list_keys(prefix)
+    if isinstance(keys, (str, bytes)) or not all(isinstance(k, str) for k in keys):
+        return _contract("list-keys", "must return strings")
+    return list(keys)
+
+
+def _ack(host: Host, ids: list[str]) -> Any:
+    host.consumer.ack(list(ids))
+    return None
+
+
+def _ack_error(e: BaseException) -> _Err:
+    return _Err(f"{type(e).__name__}: {e}" if not str(e) else str(e))
+
+
+def _define_imports(linker: Linker) -> None:
+    with linker.root() as root:
+        with root.add_instance(STORAGE) as storage:
+            storage.add_func("get", _host_call("get", _get, lambda e: _storage_error(e, "get")))
+            storage.add_func("commit", _host_call("commit", _commit, lambda e: _storage_error(e, "commit")))
+            storage.add_func(
+                "list-keys", _host_call("list-keys", _list_keys, lambda e: _storage_error(e, "list-keys"))
+            )
+        with root.add_instance(CONSUMER) as consumer:
+            consumer.add_func("ack", _host_call("ack", _ack, _ack_error))
+        # `types` has no functions, but the component imports the interface by name.
+        with root.add_instance(TYPES):
+            pass
+
+
+# --------------------------------------------------------------------------------------------
+# runtime and instances
+
+
+class Runtime:
+    """A compiled component and the linker that serves its imports. Compile once per process
+    (`Runtime.shared()`), instantiate per checkpointer."""
+
+    _shared: dict[Path, "Runtime"] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_component_path()
+        if not self.path.is_file():
+            raise ComponentFailure(
+                f"component {self.path} not found: build it with `make build` "
+                f"(or point {ENV_COMPONENT} at a checkpoint component)"
+            )
+        try:
+            self.engine = wasmtime.Engine()
+            self.component = Component.from_file(self.engine, str(self.path))
+            self.linker = Linker(self.engine)
+            _define_imports(self.linker)
+        except wasmtime.WasmtimeError as e:
+            raise ComponentFailure(f"cannot load component {self.path}: {e}") from e
+        self._indexes: dict[tuple[str, str], Any] = {}
+
+    @classmethod
+    def shared(cls, path: str | os.PathLike[str] | None = None) -> "Runtime":
+        """The process-wide runtime for `path` (default: `default_component_path()`)."""
+        key = (Path(path) if path is not None else default_component_path()).resolve()
+        with cls._shared_lock:
+            runtime = cls._shared.get(key)
+            if runtime is None:
+                runtime = cls._shared[key] = cls(key)
+            return runtime
+
+    def export_index(self, interface: str, name: str) -> Any:
+        """The component-level index of one export (valid in every instance)."""
+        key = (interface, name)
+        index = self._indexes.get(key)
+        if index is None:
+            iface = self.component.get_export_index(interface)
+            index = self.component.get_export_index(name, iface) if iface is not None else None
+            if index is None:
+                raise ComponentFailure(f"component {self.path} does not export {interface} {name}")
+            self._indexes[key] = index
+        return index
+
+    def instantiate(self, host: Host) -> "Instance":
+        return Instance(self, host)
+
+
+class Instance:
+    """One store with one instance of the component, serving one `Host`.
+
+    After a trap the instance refuses every further call (`ComponentFailure`)."""
+
+    def __init__(self, runtime: Runtime, host: Host) -> None:
+        self.runtime = runtime
+        self.host = host
+        self.store: wasmtime.Store | None = wasmtime.Store(runtime.engine)
+        self.store.set_limits(memory_size=MAX_MEMORY_BYTES)
+        self.failure: str | None = None
+        self._funcs: dict[tuple[str, str], Any] = {}
+        try:
+            self.instance = runtime.linker.instantiate(self.store, runtime.component)
+        except wasmtime.WasmtimeError as e:
+            raise ComponentFailure(f"cannot instantiate component {runtime.path}: {e}") from e
+
+    def call(self, interface: str, name: str, *args: Any) -> Any:
+        """Calls an export; a trap poisons this instance and raises `ComponentFailure`."""
+        if self.store is None:
+            raise ComponentFailure("this instance was closed; open a new one")
+        if self.failure is not None:
+            raise ComponentFailure(
+                f"unusable after an earlier failure ({self.failure}); open a new one"
+            )
+        func = self._funcs.get((interface, name))
+        if func is None:
+            func = self.instance.get_func(self.store, self.runtime.export_index(interface, name))
+            self._funcs[(interface, name)] = func
+        previous = getattr(_current, "host", None)
+        _current.host = self.host
+        try:
+            return func(self.store, *args)
+        except wasmtime.WasmtimeError as e:
+            self.failure = f"{name}: {e}".splitlines()[0]
+            raise ComponentFailure(f"{name} did not complete: {e}") from e
+        finally:
+            _current.host = previous
+            deferred, self.host.deferred = self.host.deferred, None
+            if deferred is not None:
+                raise deferred
+
+    def close(self) -> None:
+        """Drops the store at once: no guest code runs, nothing is flushed."""
+        self._funcs.clear()
+        self.instance = None  # type: ignore[assignment]
+        self.store = None
