@@ -221,8 +221,15 @@ class Runtime:
     _shared: dict[Path, "Runtime"] = {}
     _shared_lock = threading.Lock()
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        max_memory_bytes: int = MAX_MEMORY_BYTES,
+    ) -> None:
         self.path = Path(path) if path is not None else default_component_path()
+        #: Linear memory each instance may grow to; growth beyond it fails and the guest traps.
+        self.max_memory_bytes = max_memory_bytes
         if not self.path.is_file():
             raise ComponentFailure(
                 f"component {self.path} not found: build it with `make build` "
@@ -263,6 +270,12 @@ class Runtime:
         return Instance(self, host)
 
 
+def _cause(e: Exception) -> str:
+    """The last line of a wasmtime error: the trap itself (`wasm trap: ...`), not the backtrace."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
 class Instance:
     """One store with one instance of the component, serving one `Host`.
 
@@ -272,7 +285,7 @@ class Instance:
         self.runtime = runtime
         self.host = host
         self.store: wasmtime.Store | None = wasmtime.Store(runtime.engine)
-        self.store.set_limits(memory_size=MAX_MEMORY_BYTES)
+        self.store.set_limits(memory_size=runtime.max_memory_bytes)
         self.failure: str | None = None
         self._funcs: dict[tuple[str, str], Any] = {}
         try:
@@ -297,8 +310,8 @@ class Instance:
         try:
             return func(self.store, *args)
         except wasmtime.WasmtimeError as e:
-            self.failure = f"{name}: {e}".splitlines()[0]
-            raise ComponentFailure(f"{name} did not complete: {e}") from e
+            self.failure = f"{name}: {_cause(e)}"
+            raise ComponentFailure(f"{name} did not complete: {_cause(e)}\n{e}") from e
         finally:
             _current.host = previous
             deferred, self.host.deferred = self.host.deferred, None
