@@ -264,7 +264,9 @@ function outcome(run, toJson) {
 // Matching: `expected` is a pattern over the actual value (README "Matching").
 
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
-const show = (v) => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? x.toString() : x));
+/** JSON text with BigInts written as plain numbers. */
+const show = (v) =>
+  JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? `\u0000big${x}\u0000` : x)).replace(/"\\u0000big(-?\d+)\\u0000"/g, '$1');
 
 function numeric(v) {
   if (typeof v === 'bigint') return v;
