@@ -1,10 +1,14 @@
 //! The `Storage` contract, checked the same way against every backend.
 //!
 //! Each check is a function over `&mut dyn Storage`; `contract_tests!` runs all of them
-//! against one backend, each test on a fresh store (and its own temp dir where it has one).
+//! against one backend, each test on a fresh store (and its own temp dir where it has one; on a
+//! server, its own key prefix or schema). Server backends skip only with CKPT_SKIP_SERVER_TESTS=1.
 
-use checkpoint_host::storage::{MemoryStorage, SqliteStorage, Storage};
+use checkpoint_host::storage::{MemoryStorage, RedisStorage, SqliteStorage, Storage};
 use checkpoint_host::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
+
+#[allow(dead_code)]
+mod common;
 
 fn put(key: &str, expected: Option<u64>, value: &[u8]) -> Write {
     Write {
@@ -346,22 +350,42 @@ macro_rules! contract_tests {
         $(
             #[test]
             fn $check() {
-                let (mut storage, _dir) = $make;
+                // `None`: a server backend skipped by CKPT_SKIP_SERVER_TESTS=1 (said loudly).
+                let Some((mut storage, _dir)) = $make else {
+                    return;
+                };
                 super::$check(&mut *storage);
             }
         )*
     };
 }
 
-fn memory() -> (Box<dyn Storage>, ()) {
-    (Box::new(MemoryStorage::new()), ())
+fn memory() -> Option<(Box<dyn Storage>, ())> {
+    Some((Box::new(MemoryStorage::new()), ()))
 }
 
-fn sqlite() -> (Box<dyn Storage>, tempfile::TempDir) {
+fn sqlite() -> Option<(Box<dyn Storage>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let storage = SqliteStorage::open(dir.path().join("store.db")).expect("open sqlite");
-    (Box::new(storage), dir)
+    Some((Box::new(storage), dir))
+}
+
+/// A fresh, empty store on the shared Redis server: its own key prefix (process, time, count).
+fn redis() -> Option<(Box<dyn Storage>, ())> {
+    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let url = common::shared_server_url(common::ServerKind::Redis, "storage contract")?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let pid = std::process::id();
+    let url = format!("{url}{sep}prefix=contract-{pid}-{nanos}-{n}");
+    let storage = RedisStorage::open(&url).expect("open redis");
+    Some((Box::new(storage), ()))
 }
 
 contract_tests!(memory_backend, memory());
 contract_tests!(sqlite_backend, sqlite());
+contract_tests!(redis_backend, redis());

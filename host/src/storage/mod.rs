@@ -4,9 +4,12 @@
 //! with [`open_storage`], or build it directly.
 
 mod memory;
+mod redis;
 mod sqlite;
 
 pub use memory::MemoryStorage;
+// `self::`: the module shares its name with the `redis` crate.
+pub use self::redis::RedisStorage;
 pub use sqlite::SqliteStorage;
 
 pub use crate::bindings::storage::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
@@ -71,9 +74,11 @@ pub trait Storage: Send + 'static {
 /// Accepted schemes:
 /// - `memory:` - a new, empty [`MemoryStorage`] (lost when the process ends);
 /// - `sqlite:PATH` - a [`SqliteStorage`] on the database file `PATH` (created when missing;
-///   `sqlite://PATH` is accepted too).
+///   `sqlite://PATH` is accepted too);
+/// - `redis://[user:password@]host[:port][/db][?params]` - a [`RedisStorage`] (parameters such as
+///   `prefix=NAME` and `durability=strict|relaxed` are listed there; `rediss://` is refused).
 pub fn open_storage(url: &str) -> anyhow::Result<Box<dyn Storage>> {
-    const ACCEPTED: &str = "accepted: `memory:`, `sqlite:PATH`";
+    const ACCEPTED: &str = "accepted: `memory:`, `sqlite:PATH`, `redis://HOST[:PORT][/DB]`";
     let (scheme, rest) = url
         .split_once(':')
         .ok_or_else(|| anyhow::anyhow!("storage URL {url:?} has no scheme ({ACCEPTED})"))?;
@@ -87,6 +92,8 @@ pub fn open_storage(url: &str) -> anyhow::Result<Box<dyn Storage>> {
             );
             Ok(Box::new(SqliteStorage::open(path)?))
         }
+        // Its errors never echo `url`, which may hold a password.
+        "redis" | "rediss" => Ok(Box::new(RedisStorage::open(url)?)),
         _ => anyhow::bail!("unsupported storage URL {url:?} ({ACCEPTED})"),
     }
 }
