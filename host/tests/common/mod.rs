@@ -57,10 +57,10 @@ fn announce_skip(kind: ServerKind, what: &str) {
 /// `None` (after a loud message) only when `CKPT_SKIP_SERVER_TESTS=1`; otherwise a missing URL
 /// fails the test, so a server test can never pass by not running.
 pub fn shared_server_url(kind: ServerKind, what: &str) -> Option<String> {
-    if let Ok(url) = std::env::var(kind.env_var()) {
-        if !url.is_empty() {
-            return Some(url);
-        }
+    if let Ok(url) = std::env::var(kind.env_var())
+        && !url.is_empty()
+    {
+        return Some(url);
     }
     if skipping_servers() {
         announce_skip(kind, what);
@@ -141,4 +141,43 @@ fn run_script(kind: ServerKind, action: &str, dir: &Path) -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
+}
+
+/// Event time of message 0 of [`source_message`]'s log; message `n` is `n * 10` ms later.
+const SOURCE_BASE_EVENT_TIME_MS: i64 = 1_700_000_000_000;
+
+/// Message `m-{offset}` of the deterministic source the pipeline tests read: everything about
+/// it follows from its offset, so any process can re-read the log from any offset.
+pub fn source_message(offset: u64) -> checkpoint_host::ProcessedMessage {
+    let step = i64::try_from(offset).unwrap_or(i64::MAX).saturating_mul(10);
+    checkpoint_host::ProcessedMessage {
+        id: format!("m-{offset}"),
+        next_offset: offset + 1,
+        event_time_ms: SOURCE_BASE_EVENT_TIME_MS.saturating_add(step),
+    }
+}
+
+/// The offset of an id made by [`source_message`].
+pub fn source_offset(id: &str) -> Option<u64> {
+    id.strip_prefix("m-")?.parse().ok()
+}
+
+/// `url` with `params` appended as query parameters.
+pub fn with_params(url: &str, params: &[(&str, &str)]) -> String {
+    let mut out = url.to_owned();
+    for (name, value) in params {
+        out.push(if out.contains('?') { '&' } else { '?' });
+        out.push_str(&format!("{name}={value}"));
+    }
+    out
+}
+
+/// `url` narrowed to a store of its own on a shared server: PostgreSQL's `schema`, Redis's
+/// `prefix`. `name` is 1 to 63 of `a-z 0-9 _`, starting with a letter (valid for both).
+pub fn isolated_url(kind: ServerKind, url: &str, name: &str) -> String {
+    let param = match kind {
+        ServerKind::Postgres => "schema",
+        ServerKind::Redis => "prefix",
+    };
+    with_params(url, &[(param, name)])
 }
