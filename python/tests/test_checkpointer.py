@@ -379,6 +379,20 @@ def test_failing_consumer_is_reported_in_the_receipt_and_the_checkpoint_is_durab
     assert checkpointer.get("run", "stage").watermark.offset == 3
 
 
+@pytest.mark.parametrize("state", [b"", bytes(range(256)) * 8])
+def test_bytes_cross_the_boundary_unchanged(storage, state) -> None:
+    # Bytes are converted in bulk (checkpoint._speedups); every byte value must survive, in
+    # both directions: into the guest (write, encode) and out of it (get, decode, commit).
+    checkpointer = open_on(storage)
+    written = cp(1, operator_states=[OperatorState("s", state)])
+    checkpointer.write(written)
+    assert checkpointer.get("run", "stage").operator_states[0].state == state
+    codec = Codec()
+    encoded = codec.encode(written)
+    assert encoded == storage.get(LATEST).value
+    assert codec.decode(encoded) == written
+
+
 # ---------------------------------------------------------------------------------------------
 # driver
 

@@ -16,11 +16,15 @@ Host limits of wasmtime-py 50 handled here (see ../README.md "Embedding from Pyt
    and the call traps. `_install_err_lowering` teaches `ResultType` one explicit marker,
    `_Err(payload)`, which always lowers as `err`; every other value lowers exactly as before.
 3. An int out of range would be wrapped silently by ctypes: `_wit` checks every int first.
+4. Value conversion is generic and slow (the type is walked through the C API on every call,
+   `list<u8>` one byte at a time): `_speedups` caches type introspection, converts bytes in
+   bulk, and each export's `FuncType` is fetched once per runtime (`Instance.call`).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime.component import Component, Linker, ResultType, Variant
 
-from . import _wit
+from . import _speedups, _wit
 from . import types as t
 from .errors import ComponentFailure, StorageError
 
@@ -93,6 +97,7 @@ def _install_err_lowering() -> None:
 
 
 _install_err_lowering()
+_speedups.install()
 
 # --------------------------------------------------------------------------------------------
 # limit 1: host functions that never raise
@@ -198,13 +203,11 @@ def _ack_error(e: BaseException) -> _Err:
 def _define_imports(linker: Linker) -> None:
     with linker.root() as root:
         with root.add_instance(STORAGE) as storage:
-            storage.add_func("get", _host_call("get", _get, lambda e: _storage_error(e, "get")))
-            storage.add_func("commit", _host_call("commit", _commit, lambda e: _storage_error(e, "commit")))
-            storage.add_func(
-                "list-keys", _host_call("list-keys", _list_keys, lambda e: _storage_error(e, "list-keys"))
-            )
+            for name, body in (("get", _get), ("commit", _commit), ("list-keys", _list_keys)):
+                on_error = functools.partial(_storage_error, what=name)
+                _speedups.add_host_func(storage, name, _host_call(name, body, on_error))
         with root.add_instance(CONSUMER) as consumer:
-            consumer.add_func("ack", _host_call("ack", _ack, _ack_error))
+            _speedups.add_host_func(consumer, "ack", _host_call("ack", _ack, _ack_error))
         # `types` has no functions, but the component imports the interface by name.
         with root.add_instance(TYPES):
             pass
@@ -243,6 +246,7 @@ class Runtime:
         except wasmtime.WasmtimeError as e:
             raise ComponentFailure(f"cannot load component {self.path}: {e}") from e
         self._indexes: dict[tuple[str, str], Any] = {}
+        self._func_types: dict[tuple[str, str], Any] = {}
 
     @classmethod
     def shared(cls, path: str | os.PathLike[str] | None = None) -> "Runtime":
@@ -304,6 +308,12 @@ class Instance:
         func = self._funcs.get((interface, name))
         if func is None:
             func = self.instance.get_func(self.store, self.runtime.export_index(interface, name))
+            # One FuncType per export for the whole runtime (limit 4): `Func.__call__` asks
+            # for it on every call, and every instance of the component has the same types.
+            fty = self.runtime._func_types.get((interface, name))
+            if fty is None:
+                fty = self.runtime._func_types[(interface, name)] = func.type(self.store)
+            func.type = lambda _store, _fty=fty: _fty
             self._funcs[(interface, name)] = func
         previous = getattr(_current, "host", None)
         _current.host = self.host
