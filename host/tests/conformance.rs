@@ -17,7 +17,7 @@ use checkpoint_host::faults::{
     AckScript, FaultScript, FaultyConsumer, FaultyStorage, FreezingStorage,
 };
 use checkpoint_host::faults::{StorageCall, StorageFault};
-use checkpoint_host::storage::{MemoryStorage, SqliteStorage};
+use checkpoint_host::storage::{MemoryStorage, RedisStorage, SqliteStorage};
 use checkpoint_host::{
     AckOutcome, BatchProgress, ChangeKind, Changelog, Checkpoint, CheckpointError, Checkpointer,
     Codec, CommitOutcome, Corruption, Driver, DriverOptions, Error, Lookup, OperatorState, Options,
@@ -83,8 +83,33 @@ fn backend(name: &str) -> Backend {
                 _dir: None,
             }
         }
+        // A store of its own on the shared server: a key prefix no other case uses.
+        "redis" => {
+            let url = common::shared_server_url(common::ServerKind::Redis, "conformance")
+                .expect("redis is listed only when its server runs");
+            let store = RedisStorage::open(&with_fresh_prefix(&url)).expect("open redis");
+            Backend {
+                name: "redis",
+                open: Box::new(move || Box::new(store.clone())),
+                reboot: Box::new(|| {}),
+                _dir: None,
+            }
+        }
         other => panic!("unknown backend {other}"),
     }
+}
+
+/// `url` with `prefix=` set to a name unique to this process, time and call.
+fn with_fresh_prefix(url: &str) -> String {
+    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}prefix=conformance-{pid}-{nanos}-{n}")
 }
 
 /// The backends every case is played on. Server backends join when their shared server runs
@@ -92,6 +117,9 @@ fn backend(name: &str) -> Backend {
 fn backend_names() -> Vec<&'static str> {
     #[allow(unused_mut)] // server backends push below
     let mut names = vec!["memory", "sqlite", "freezing"];
+    if common::shared_server_url(common::ServerKind::Redis, "conformance").is_some() {
+        names.push("redis");
+    }
     names
 }
 
