@@ -4,7 +4,9 @@
 //! against one backend, each test on a fresh store (and its own temp dir where it has one; on a
 //! server, its own key prefix or schema). Server backends skip only with CKPT_SKIP_SERVER_TESTS=1.
 
-use checkpoint_host::storage::{MemoryStorage, RedisStorage, SqliteStorage, Storage};
+use checkpoint_host::storage::{
+    MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage, Storage,
+};
 use checkpoint_host::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
 
 #[allow(dead_code)]
@@ -386,6 +388,25 @@ fn redis() -> Option<(Box<dyn Storage>, ())> {
     Some((Box::new(storage), ()))
 }
 
+/// A fresh, empty store on the shared PostgreSQL server: its own schema (process, time, count).
+fn postgres() -> Option<(Box<dyn Storage>, ())> {
+    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let url = common::shared_server_url(common::ServerKind::Postgres, "storage contract")?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{url}{sep}schema=contract_{}_{nanos}_{n}",
+        std::process::id()
+    );
+    let storage = PostgresStorage::open(&url).expect("open postgres");
+    Some((Box::new(storage), ()))
+}
+
 contract_tests!(memory_backend, memory());
 contract_tests!(sqlite_backend, sqlite());
 contract_tests!(redis_backend, redis());
+contract_tests!(postgres_backend, postgres());

@@ -4,10 +4,13 @@
 //! with [`open_storage`], or build it directly.
 
 mod memory;
+mod postgres;
 mod redis;
 mod sqlite;
 
 pub use memory::MemoryStorage;
+// `self::`: the module shares its name with the `postgres` crate.
+pub use self::postgres::PostgresStorage;
 // `self::`: the module shares its name with the `redis` crate.
 pub use self::redis::RedisStorage;
 pub use sqlite::SqliteStorage;
@@ -75,10 +78,14 @@ pub trait Storage: Send + 'static {
 /// - `memory:` - a new, empty [`MemoryStorage`] (lost when the process ends);
 /// - `sqlite:PATH` - a [`SqliteStorage`] on the database file `PATH` (created when missing;
 ///   `sqlite://PATH` is accepted too);
+/// - `postgres://user[:password]@host[:port]/dbname[?params]` (or `postgresql://`) - a
+///   [`PostgresStorage`] (parameters such as `schema=NAME`, `connect_timeout_ms`,
+///   `statement_timeout_ms` and `pool_size` are listed there);
 /// - `redis://[user:password@]host[:port][/db][?params]` - a [`RedisStorage`] (parameters such as
 ///   `prefix=NAME` and `durability=strict|relaxed` are listed there; `rediss://` is refused).
 pub fn open_storage(url: &str) -> anyhow::Result<Box<dyn Storage>> {
-    const ACCEPTED: &str = "accepted: `memory:`, `sqlite:PATH`, `redis://HOST[:PORT][/DB]`";
+    const ACCEPTED: &str = "accepted: `memory:`, `sqlite:PATH`, \
+        `postgres://USER@HOST[:PORT]/DB[?schema=NAME&...]`, `redis://HOST[:PORT][/DB]`";
     let (scheme, rest) = url
         .split_once(':')
         .ok_or_else(|| anyhow::anyhow!("storage URL {url:?} has no scheme ({ACCEPTED})"))?;
@@ -92,7 +99,8 @@ pub fn open_storage(url: &str) -> anyhow::Result<Box<dyn Storage>> {
             );
             Ok(Box::new(SqliteStorage::open(path)?))
         }
-        // Its errors never echo `url`, which may hold a password.
+        // Their errors never echo `url`, which may hold a password.
+        "postgres" | "postgresql" => Ok(Box::new(PostgresStorage::open(url)?)),
         "redis" | "rediss" => Ok(Box::new(RedisStorage::open(url)?)),
         _ => anyhow::bail!("unsupported storage URL {url:?} ({ACCEPTED})"),
     }
