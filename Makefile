@@ -68,7 +68,8 @@ cargo-test: build hostile
 # The Python (wasmtime-py) and Node (jco) hosts: each script makes its own environment
 # (virtualenv / npm packages) and plays every conformance case file.
 .PHONY: test-python test-node bench
-test-python: build
+# The Python tests load target/hostile.wasm too (python/tests/test_sandbox.py).
+test-python: build hostile
 	bash python/run-tests.sh
 
 test-node: build

@@ -2,8 +2,9 @@
 # Tests of the Python host (python/): makes its own virtualenv in target/python-venv (pinned
 # packages from python/requirements.txt; seconds when it is already up to date), then runs
 # pytest (API, stores, runner, the README example) and the conformance runner over every case
-# file on the dict and sqlite3 stores. Builds nothing: `make test-python` builds the component
-# first (target/checkpoint.wasm, or $CKPT_COMPONENT_WASM).
+# file on the dict and sqlite3 stores. Builds nothing: `make test-python` builds first what the
+# tests load: the component (target/checkpoint.wasm, or $CKPT_COMPONENT_WASM), the hostile test
+# component (target/hostile.wasm) and the Rust CLI (target/release/ckpt, for the interop test).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -3,7 +3,9 @@
 One `Runtime` per component file compiles it once and holds one `Linker` whose host functions
 (the `storage` and `consumer` imports) serve every instance: each call into the guest names the
 `Host` (storage + consumer) it runs for in a thread-local, and the host functions dispatch to
-it. Every checkpointer, driver chain and codec gets its own `Store` and instance.
+it. Every checkpointer, driver chain and codec gets its own `Store` and instance, with the Rust
+host's sandbox limits: 64 MiB of linear memory and a 10 s deadline per call (epoch
+interruption, 10 ms resolution); after a trap that instance refuses every further call.
 
 Host limits of wasmtime-py 50 handled here (see ../README.md "Embedding from Python"):
 
@@ -25,8 +27,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -49,6 +53,10 @@ CODEC = f"{PACKAGE}/codec@{VERSION}"
 
 #: Linear memory one instance may grow to, as in the Rust host's `RuntimeConfig`.
 MAX_MEMORY_BYTES = 64 << 20
+#: Wall time one call into the guest may take, as in the Rust host's `RuntimeConfig`.
+CALL_DEADLINE_S = 10.0
+#: How often the engines' epoch advances: the resolution of the deadline.
+EPOCH_TICK_S = 0.01
 
 ENV_COMPONENT = "CKPT_COMPONENT_WASM"
 
@@ -214,6 +222,36 @@ def _define_imports(linker: Linker) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# the call deadline: one daemon thread advances the epoch of every live engine
+
+
+class _EpochTicker:
+    def __init__(self) -> None:
+        self._engines: "weakref.WeakSet[wasmtime.Engine]" = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, engine: wasmtime.Engine) -> None:
+        with self._lock:
+            self._engines.add(engine)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="checkpoint-epoch-ticker", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            threading.Event().wait(EPOCH_TICK_S)
+            with self._lock:
+                engines = list(self._engines)
+            for engine in engines:
+                engine.increment_epoch()
+
+
+_TICKER = _EpochTicker()
+
+# --------------------------------------------------------------------------------------------
 # runtime and instances
 
 
@@ -229,22 +267,36 @@ class Runtime:
         path: str | os.PathLike[str] | None = None,
         *,
         max_memory_bytes: int = MAX_MEMORY_BYTES,
+        call_deadline_s: float = CALL_DEADLINE_S,
     ) -> None:
         self.path = Path(path) if path is not None else default_component_path()
         #: Linear memory each instance may grow to; growth beyond it fails and the guest traps.
         self.max_memory_bytes = max_memory_bytes
+        #: Wall time a call may run in the guest before it is interrupted (a trap).
+        self.call_deadline_s = call_deadline_s
+        self.deadline_ticks = max(1, math.ceil(call_deadline_s / EPOCH_TICK_S))
         if not self.path.is_file():
             raise ComponentFailure(
                 f"component {self.path} not found: build it with `make build` "
                 f"(or point {ENV_COMPONENT} at a checkpoint component)"
             )
         try:
-            self.engine = wasmtime.Engine()
+            config = wasmtime.Config()
+            config.epoch_interruption = True
+            self.engine = wasmtime.Engine(config)
             self.component = Component.from_file(self.engine, str(self.path))
             self.linker = Linker(self.engine)
+            # The checkpoint component imports no WASI; a component that does (a std build
+            # with WASI imports, the hostile test guest) gets it with no authority at all: no
+            # preopened directory, no environment, arguments or stdio.
+            imports = self.component.type.imports(self.engine)
+            self.needs_wasi = any(name.startswith("wasi:") for name in imports)
+            if self.needs_wasi:
+                self.linker.add_wasip2()
             _define_imports(self.linker)
         except wasmtime.WasmtimeError as e:
             raise ComponentFailure(f"cannot load component {self.path}: {e}") from e
+        _TICKER.add(self.engine)
         self._indexes: dict[tuple[str, str], Any] = {}
         self._func_types: dict[tuple[str, str], Any] = {}
 
@@ -290,9 +342,13 @@ class Instance:
         self.host = host
         self.store: wasmtime.Store | None = wasmtime.Store(runtime.engine)
         self.store.set_limits(memory_size=runtime.max_memory_bytes)
+        if runtime.needs_wasi:
+            self.store.set_wasi(wasmtime.WasiConfig())
         self.failure: str | None = None
         self._funcs: dict[tuple[str, str], Any] = {}
         try:
+            # Instantiation runs guest code too (start functions): it gets a deadline.
+            self.store.set_epoch_deadline(runtime.deadline_ticks)
             self.instance = runtime.linker.instantiate(self.store, runtime.component)
         except wasmtime.WasmtimeError as e:
             raise ComponentFailure(f"cannot instantiate component {runtime.path}: {e}") from e
@@ -318,10 +374,14 @@ class Instance:
         previous = getattr(_current, "host", None)
         _current.host = self.host
         try:
+            self.store.set_epoch_deadline(self.runtime.deadline_ticks)
             return func(self.store, *args)
         except wasmtime.WasmtimeError as e:
-            self.failure = f"{name}: {_cause(e)}"
-            raise ComponentFailure(f"{name} did not complete: {_cause(e)}\n{e}") from e
+            cause = _cause(e)
+            if "interrupt" in cause:
+                cause = f"ran past its deadline of {self.runtime.call_deadline_s:g}s ({cause})"
+            self.failure = f"{name}: {cause}"
+            raise ComponentFailure(f"{name} did not complete: {cause}\n{e}") from e
         finally:
             _current.host = previous
             deferred, self.host.deferred = self.host.deferred, None
