@@ -30,7 +30,6 @@ from checkpoint import (
     Checkpointed,
     Checkpointer,
     Codec,
-    CommitConflict,
     Committed,
     ComponentFailure,
     Corrupt,

@@ -37,7 +37,6 @@ from checkpoint import (
     PerBatch,
     ProcessedMessage,
     Put,
-    RecordingConsumer,
     Regression,
     Runtime,
     SinkPosition,
@@ -433,6 +432,18 @@ def test_driver_explicit_flush_and_changelog_overflow() -> None:
         assert driver.record_processed(ProcessedMessage(f"m{i}", i + 1), 0) == Pending(i + 1)
     log = driver.changelog()
     assert len(log.events) == 2 and log.overflow_count == 2
+
+
+def test_closing_a_driver_frees_it_and_keeps_the_checkpointer(consumer) -> None:
+    checkpointer = open_on(DictStorage(), consumer)
+    with checkpointer.open_driver(DriverOptions("run", "stage", policy=ExplicitFlush())) as first:
+        first.record_processed(ProcessedMessage("lost", 1), 0)
+    with pytest.raises(ComponentFailure, match="driver was closed"):
+        first.flush(0)
+    assert consumer.acks == []  # closing flushes nothing
+    second = checkpointer.open_driver(DriverOptions("run", "stage"))
+    assert isinstance(second.record_processed(ProcessedMessage("m", 1), 0), Checkpointed)
+    assert consumer.acks == [["m"]]
 
 
 def test_driver_is_fenced_at_open_by_a_newer_epoch() -> None:

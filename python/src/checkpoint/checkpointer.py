@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Sequence
 
+import wasmtime
+
 from . import _wit
 from . import types as t
 from ._runtime import CHECKPOINTER, CODEC, Host, Instance, Runtime
@@ -127,7 +129,30 @@ class Driver:
         self._handle = handle
 
     def _call(self, name: str, *args: Any) -> Any:
+        if self._handle is None:
+            raise ComponentFailure("this driver was closed; open a new one")
         return self.checkpointer._instance.call(CHECKPOINTER, name, self._handle, *args)
+
+    def close(self) -> None:
+        """Frees the driver inside the component (its changelog and pending messages; nothing
+        is flushed or acked). The checkpointer stays open. Later calls raise
+        `ComponentFailure`. A driver that is only dropped keeps its guest memory until its
+        checkpointer is closed."""
+        handle, self._handle = self._handle, None
+        instance = self.checkpointer._instance
+        if handle is None or instance.store is None or instance.failure is not None:
+            return
+        try:
+            handle.drop(instance.store)
+        except wasmtime.WasmtimeError as e:
+            instance.failure = f"dropping a driver: {e}".splitlines()[0]
+            raise ComponentFailure(f"dropping the driver failed: {e}") from e
+
+    def __enter__(self) -> "Driver":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def resumed_from(self) -> t.Resume:
         """Where this driver resumed: read input from `point.watermark.offset`."""
