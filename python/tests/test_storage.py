@@ -69,6 +69,12 @@ def test_a_batch_repeating_a_key_is_refused_and_applies_nothing(storage) -> None
     assert storage.list_keys("") == []
 
 
+def test_a_batch_with_an_unknown_op_is_refused_and_applies_nothing(storage) -> None:
+    with pytest.raises(StorageFailed, match="unknown op"):
+        storage.commit([put("a", b"1"), Write("b", None, b"not an op")])  # type: ignore[arg-type]
+    assert storage.list_keys("") == []
+
+
 def test_empty_batch_commits_nothing(storage) -> None:
     assert storage.commit([]) == Committed(())
 

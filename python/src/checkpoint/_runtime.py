@@ -205,7 +205,7 @@ def _ack(host: Host, ids: list[str]) -> Any:
 
 
 def _ack_error(e: BaseException) -> _Err:
-    return _Err(f"{type(e).__name__}: {e}" if not str(e) else str(e))
+    return _Err(str(e) or type(e).__name__)
 
 
 def _define_imports(linker: Linker) -> None:

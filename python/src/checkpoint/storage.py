@@ -82,6 +82,14 @@ def check_distinct_keys(writes: Sequence[Write]) -> None:
         seen.add(w.key)
 
 
+def check_ops(writes: Sequence[Write]) -> None:
+    """Raises `StorageFailed` for a write whose op is neither `Put` nor `Delete`, before
+    anything is applied."""
+    for w in writes:
+        if not isinstance(w.op, (Put, Delete)):
+            raise StorageFailed(f"write to {w.key!r} has unknown op {w.op!r}")
+
+
 class DictStorage:
     """A store in a Python dict: for tests and demos; nothing survives the process.
 
@@ -100,6 +108,7 @@ class DictStorage:
 
     def commit(self, writes: Sequence[Write]) -> CommitOutcome:
         check_distinct_keys(writes)
+        check_ops(writes)
         with self._lock:
             for index, w in enumerate(writes):
                 if w.expected_version is None:
@@ -113,11 +122,9 @@ class DictStorage:
                     self._last_version += 1
                     self._entries[w.key] = (bytes(w.op.value), self._last_version)
                     versions.append(self._last_version)
-                elif isinstance(w.op, Delete):
+                else:
                     self._entries.pop(w.key, None)
                     versions.append(0)
-                else:
-                    raise StorageFailed(f"unknown write op {w.op!r}")
             return Committed(tuple(versions))
 
     def list_keys(self, prefix: str) -> list[str]:
@@ -266,6 +273,7 @@ class SqliteStorage:
 
     def commit(self, writes: Sequence[Write]) -> CommitOutcome:
         check_distinct_keys(writes)
+        check_ops(writes)
         with self._lock:
             conn = self._conn
             try:
@@ -312,11 +320,9 @@ class SqliteStorage:
                     (w.key, bytes(w.op.value), last),
                 )
                 versions.append(last)
-            elif isinstance(w.op, Delete):
+            else:
                 conn.execute("DELETE FROM ckpt_entries WHERE key = ?", (w.key,))
                 versions.append(0)
-            else:
-                raise StorageFailed(f"unknown write op {w.op!r}")
         # The counter moves in the same transaction as the writes it numbered, so a version is
         # never handed out twice, not even across a crash.
         conn.execute("UPDATE ckpt_version_counter SET last_version = ? WHERE id = 1", (last,))
