@@ -189,6 +189,8 @@ function consumerImport(consumer) {
 export class Instance {
   /** @type {string | null} Why this instance is unusable, once it is. */
   #broken = null;
+  /** @type {string | null} The call in progress, if any. */
+  #inCall = null;
 
   /**
    * @param {import('./storage.js').Storage} storage
@@ -222,6 +224,13 @@ export class Instance {
     if (this.#broken !== null) {
       throw new ComponentFailure(`\`${name}\`: this instance is unusable after an earlier failure (${this.#broken}); open a new one`);
     }
+    if (this.#inCall !== null) {
+      // A store or consumer called back into the checkpointer that is calling it. The component
+      // model forbids re-entering an instance; refusing here keeps the outer call intact (the
+      // store's exception becomes its storage error).
+      throw new ComponentFailure(`\`${name}\` was called from inside \`${this.#inCall}\` of the same checkpointer (re-entrant call)`);
+    }
+    this.#inCall = name;
     try {
       return fn();
     } catch (e) {
@@ -232,6 +241,8 @@ export class Instance {
       const message = e instanceof Error ? e.message : String(e);
       this.#broken = `\`${name}\` trapped: ${message}`;
       throw new ComponentFailure(`the component call \`${name}\` trapped: ${message}`, e);
+    } finally {
+      this.#inCall = null;
     }
   }
 }

@@ -205,6 +205,27 @@ describe('Checkpointer', () => {
     assert.equal(healthy.write(checkpoint()).sequence, 1n);
   });
 
+  test('a store calling back into its own checkpointer is refused as a storage error', () => {
+    const store = new MapStorage();
+    let checkpointer;
+    let reenter = true;
+    const reentrant = {
+      get(key) {
+        if (reenter) {
+          reenter = false;
+          checkpointer.history('run', 'stage');
+        }
+        return store.get(key);
+      },
+      commit: (w) => store.commit(w),
+      listKeys: (p) => store.listKeys(p),
+    };
+    checkpointer = Checkpointer.open(reentrant, null, OPTIONS);
+    assert.throws(() => checkpointer.get('run', 'stage'), (e) => e instanceof StorageError && /`checkpointer.history` was called from inside `checkpointer.get`/.test(e.detail));
+    // The outer call ended cleanly: the checkpointer still serves calls that avoid the loop.
+    assert.deepEqual(checkpointer.history('run', 'stage'), []);
+  });
+
   test('a consumer that throws fails the acks, not the durable write', () => {
     const rejecting = Checkpointer.open(new MapStorage(), { ack() { throw new Error('broker down'); } }, OPTIONS);
     const receipt = rejecting.write(checkpoint(), ['m-1']);
