@@ -7,7 +7,8 @@ it. Every checkpointer, driver chain and codec gets its own `Store` and instance
 host's sandbox limits: 64 MiB of linear memory and a 10 s deadline per call (epoch
 interruption, 10 ms resolution); after a trap that instance refuses every further call.
 
-Host limits of wasmtime-py 50 handled here (see ../README.md "Embedding from Python"):
+Host limits of wasmtime-py 50 handled here (the adapter relies on wasmtime-py's internals in
+places, so it refuses to load with any other major version):
 
 1. A host function that raises leaves the instance unusable ("cannot enter component
    instance"). So no exception ever leaves a host function: every failure of a user store or
@@ -32,14 +33,24 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass
+from importlib.metadata import version as _installed_version
 from pathlib import Path
 from typing import Any, Callable
 
 import wasmtime
-from wasmtime import _ffi as ffi
-from wasmtime.component import Component, Linker, ResultType, Variant
 
-from . import _speedups, _wit
+WASMTIME_MAJOR = "50"
+if _installed_version("wasmtime").split(".")[0] != WASMTIME_MAJOR:
+    raise ImportError(
+        f"checkpoint needs wasmtime {WASMTIME_MAJOR}.x (its adapter is written against that "
+        f"version's component API), found {_installed_version('wasmtime')}: "
+        "pip install -r python/requirements.txt"
+    )
+
+from wasmtime import _ffi as ffi  # noqa: E402
+from wasmtime.component import Component, Linker, ResultType, Variant  # noqa: E402
+
+from . import _speedups, _wit  # noqa: E402
 from . import types as t
 from .errors import ComponentFailure, StorageError
 

@@ -14,7 +14,7 @@ converts to:
    and host functions are registered with `add_host_func`, which keeps the parameter and result
    types of each import instead of rebuilding them from the C API on every callback.
 
-Installed once, on import; guarded by the exact wasmtime version this was written against.
+Installed once, on import of `_runtime`, which refuses any wasmtime but 50.x.
 """
 
 from __future__ import annotations
