@@ -17,7 +17,7 @@ use checkpoint_host::faults::{
     AckScript, FaultScript, FaultyConsumer, FaultyStorage, FreezingStorage,
 };
 use checkpoint_host::faults::{StorageCall, StorageFault};
-use checkpoint_host::storage::{MemoryStorage, RedisStorage, SqliteStorage};
+use checkpoint_host::storage::{MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage};
 use checkpoint_host::{
     AckOutcome, BatchProgress, ChangeKind, Changelog, Checkpoint, CheckpointError, Checkpointer,
     Codec, CommitOutcome, Corruption, Driver, DriverOptions, Error, Lookup, OperatorState, Options,
@@ -95,6 +95,18 @@ fn backend(name: &str) -> Backend {
                 _dir: None,
             }
         }
+        // A store of its own on the shared server: a schema no other case uses.
+        "postgres" => {
+            let url = common::shared_server_url(common::ServerKind::Postgres, "conformance")
+                .expect("postgres is listed only when its server runs");
+            let store = PostgresStorage::open(&with_fresh_schema(&url)).expect("open postgres");
+            Backend {
+                name: "postgres",
+                open: Box::new(move || Box::new(store.clone())),
+                reboot: Box::new(|| {}),
+                _dir: None,
+            }
+        }
         other => panic!("unknown backend {other}"),
     }
 }
@@ -112,6 +124,19 @@ fn with_fresh_prefix(url: &str) -> String {
     format!("{url}{sep}prefix=conformance-{pid}-{nanos}-{n}")
 }
 
+/// `url` with `schema=` set to a name unique to this process, time and call.
+fn with_fresh_schema(url: &str) -> String {
+    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}schema=conformance_{pid}_{nanos}_{n}")
+}
+
 /// The backends every case is played on. Server backends join when their shared server runs
 /// (see `common`: `make test` starts them; only `CKPT_SKIP_SERVER_TESTS=1` leaves them out).
 fn backend_names() -> Vec<&'static str> {
@@ -119,6 +144,9 @@ fn backend_names() -> Vec<&'static str> {
     let mut names = vec!["memory", "sqlite", "freezing"];
     if common::shared_server_url(common::ServerKind::Redis, "conformance").is_some() {
         names.push("redis");
+    }
+    if common::shared_server_url(common::ServerKind::Postgres, "conformance").is_some() {
+        names.push("postgres");
     }
     names
 }
