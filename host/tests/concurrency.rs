@@ -1,7 +1,8 @@
 //! Concurrent writers on one (run-id, stage): 2 to 8 threads, each with its own instance of the
 //! component and its own connection (on SQLite, its own connection to one file), with different
-//! and sometimes equal epochs; on SQLite also as separate processes (this test binary re-run as
-//! a writer, `race_child_writer`). Every writer loops: read the resume point, write the next
+//! and sometimes equal epochs; also on Redis (each writer its own pool, one key prefix per round)
+//! when its shared server runs. On SQLite and Redis also as separate processes (this test binary
+//! re-run as a writer, `race_child_writer`). Every writer loops: read the resume point, write the next
 //! checkpoint, retry on `conflict` or `regression` (a peer won the race), stop when `fenced`.
 //!
 //! Checks, with every checkpoint retained: no lost update (every receipt returned is in the
@@ -11,12 +12,28 @@
 use std::sync::{Arc, Barrier};
 
 use checkpoint_host::consumer::NullConsumer;
-use checkpoint_host::storage::{MemoryStorage, SqliteStorage};
+use checkpoint_host::storage::{MemoryStorage, RedisStorage, SqliteStorage, open_storage};
 use checkpoint_host::{
     Checkpoint, CheckpointError, Checkpointer, Error, Options, Storage, Watermark,
 };
 
+#[allow(dead_code)]
+mod common;
+
 const ATTEMPTS: u32 = 25;
+
+/// `url` with `prefix=` set to a name unique to this process, time and call: a fresh store.
+fn with_fresh_prefix(url: &str, what: &str) -> String {
+    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}prefix={what}-{pid}-{nanos}-{n}")
+}
 
 fn options() -> Options {
     Options {
@@ -148,6 +165,7 @@ fn check(
 
 #[test]
 fn concurrent_writers_lose_no_update_and_stale_epochs_are_fenced() {
+    let redis_url = common::shared_server_url(common::ServerKind::Redis, "concurrent writers");
     let mut rounds = 0;
     for writers in 2..=8 {
         let memory = MemoryStorage::new();
@@ -167,19 +185,31 @@ fn concurrent_writers_lose_no_update_and_stale_epochs_are_fenced() {
         );
         println!("sqlite, {writers} writers: {written} checkpoints, {fenced} writers fenced");
         rounds += 2;
+
+        if let Some(url) = &redis_url {
+            let url = with_fresh_prefix(url, "race");
+            let (written, fenced) = race(
+                "redis",
+                || Box::new(RedisStorage::open(&url).expect("open redis")) as Box<dyn Storage>,
+                writers,
+            );
+            println!("redis, {writers} writers: {written} checkpoints, {fenced} writers fenced");
+            rounds += 1;
+        }
     }
     println!("concurrency: {rounds} rounds, 0 lost updates");
 }
 
-/// Entry point of a writer process: does nothing unless the parent set `RACE_DB`. It prints
-/// `race-result written=<seq,seq,...> fenced=<bool> ambiguous=<n>` for the parent to read.
+/// Entry point of a writer process: does nothing unless the parent set `RACE_STORE` (a store
+/// URL). It prints `race-result written=<seq,seq,...> fenced=<bool> ambiguous=<n>` for the parent
+/// to read.
 #[test]
 fn race_child_writer() {
-    let (Ok(db), Ok(index)) = (std::env::var("RACE_DB"), std::env::var("RACE_INDEX")) else {
+    let (Ok(url), Ok(index)) = (std::env::var("RACE_STORE"), std::env::var("RACE_INDEX")) else {
         return;
     };
     let index: u64 = index.parse().expect("RACE_INDEX");
-    let storage = Box::new(SqliteStorage::open(&db).expect("open sqlite"));
+    let storage = open_storage(&url).expect("open the store");
     let out = writer(storage, index, index / 2 + 1, Arc::new(Barrier::new(1)));
     let written: Vec<String> = out.written.iter().map(u64::to_string).collect();
     println!(
@@ -192,13 +222,32 @@ fn race_child_writer() {
 
 #[test]
 fn writer_processes_on_one_sqlite_file_lose_no_update() {
-    if std::env::var("RACE_DB").is_ok() {
+    if std::env::var("RACE_STORE").is_ok() {
         return; // a child process runs only `race_child_writer`
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("race.db");
     // Create the schema before the processes start, so they only race on checkpoints.
     drop(SqliteStorage::open(&db).expect("create sqlite"));
+    writer_processes("sqlite", &format!("sqlite:{}", db.display()));
+}
+
+#[test]
+fn writer_processes_on_one_redis_store_lose_no_update() {
+    if std::env::var("RACE_STORE").is_ok() {
+        return; // a child process runs only `race_child_writer`
+    }
+    let Some(url) = common::shared_server_url(common::ServerKind::Redis, "writer processes") else {
+        return;
+    };
+    let url = with_fresh_prefix(&url, "race-processes");
+    // Write the schema marker before the processes start, so they only race on checkpoints.
+    drop(RedisStorage::open(&url).expect("open redis"));
+    writer_processes("redis", &url);
+}
+
+/// Runs 4 writer processes on the store at `url`, then checks what they saw against it.
+fn writer_processes(name: &str, url: &str) {
     let exe = std::env::current_exe().expect("test binary");
     let writers = 4u64;
     let children: Vec<_> = (0..writers)
@@ -210,7 +259,7 @@ fn writer_processes_on_one_sqlite_file_lose_no_update() {
                     "--nocapture",
                     "--test-threads=1",
                 ])
-                .env("RACE_DB", &db)
+                .env("RACE_STORE", url)
                 .env("RACE_INDEX", i.to_string())
                 .stdout(std::process::Stdio::piped())
                 .spawn()
@@ -249,7 +298,7 @@ fn writer_processes_on_one_sqlite_file_lose_no_update() {
             ambiguous,
         });
     }
-    let storage = Box::new(SqliteStorage::open(&db).expect("open sqlite"));
-    let (stored, fenced) = check("sqlite processes", storage, writers, &outcomes);
-    println!("sqlite, {writers} processes: {stored} checkpoints, {fenced} writers fenced");
+    let storage = open_storage(url).expect("open the store");
+    let (stored, fenced) = check(&format!("{name} processes"), storage, writers, &outcomes);
+    println!("{name}, {writers} processes: {stored} checkpoints, {fenced} writers fenced");
 }
