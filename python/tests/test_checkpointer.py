@@ -139,6 +139,13 @@ def test_invalid_checkpoint_names_the_field_and_does_no_io() -> None:
     assert (script.calls("get"), script.calls("commit")) == (0, 0)
 
 
+def test_open_refuses_objects_that_are_not_stores_or_consumers() -> None:
+    with pytest.raises(TypeError, match="storage must have get, commit and list_keys"):
+        Checkpointer.open({}, None, OPTIONS)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="consumer must have ack"):
+        Checkpointer.open(DictStorage(), print, OPTIONS)  # type: ignore[arg-type]
+
+
 def test_invalid_options_fail_open() -> None:
     with pytest.raises(InvalidInput) as e:
         Checkpointer.open(DictStorage(), None, Options(namespace="bad/namespace"))

@@ -56,6 +56,13 @@ class Checkpointer:
 
         `runtime` is a `Runtime`, a path to the component, or `None` for the shared runtime of
         `$CKPT_COMPONENT_WASM` or the repository's `target/checkpoint.wasm`."""
+        if not isinstance(storage, Storage):
+            raise TypeError(
+                f"storage must have get, commit and list_keys (checkpoint.Storage), "
+                f"not {type(storage).__name__}"
+            )
+        if consumer is not None and not isinstance(consumer, Consumer):
+            raise TypeError(f"consumer must have ack (checkpoint.Consumer), not {type(consumer).__name__}")
         lowered = _wit.lower_options(options)
         instance = _runtime(runtime).instantiate(
             Host(storage, consumer if consumer is not None else NullConsumer())
