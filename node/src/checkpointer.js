@@ -179,7 +179,7 @@ export class Driver {
    * @returns {Resume}
    */
   resumedFrom() {
-    return resumeOut(this.#instance.call('driver.resumed-from', () => this.#handle.resumedFrom()));
+    return resumeOut(this.#call('driver.resumed-from', (h) => h.resumedFrom()));
   }
 
   /**
@@ -187,7 +187,7 @@ export class Driver {
    * @returns {ResumePoint}
    */
   cursor() {
-    return this.#instance.call('driver.cursor', () => this.#handle.cursor());
+    return this.#call('driver.cursor', (h) => h.cursor());
   }
 
   /**
@@ -200,7 +200,7 @@ export class Driver {
   recordProcessed(message, nowMs) {
     const m = messageIn(message);
     const now = u64(nowMs, 'now-ms');
-    return progressOut(this.#instance.call('driver.record-processed', () => this.#handle.recordProcessed(m, now)));
+    return progressOut(this.#call('driver.record-processed', (h) => h.recordProcessed(m, now)));
   }
 
   /**
@@ -214,7 +214,7 @@ export class Driver {
     const ms = messagesIn(messages);
     const now = u64(nowMs, 'now-ms');
     return batchProgressOut(
-      this.#instance.call('driver.record-processed-batch', () => this.#handle.recordProcessedBatch(ms, now)),
+      this.#call('driver.record-processed-batch', (h) => h.recordProcessedBatch(ms, now)),
     );
   }
 
@@ -226,7 +226,7 @@ export class Driver {
    */
   flush(nowMs) {
     const now = u64(nowMs, 'now-ms');
-    return progressOut(this.#instance.call('driver.flush', () => this.#handle.flush(now)));
+    return progressOut(this.#call('driver.flush', (h) => h.flush(now)));
   }
 
   /**
@@ -234,7 +234,34 @@ export class Driver {
    * @returns {Changelog}
    */
   changelog() {
-    return this.#instance.call('driver.changelog', () => this.#handle.changelog());
+    return this.#call('driver.changelog', (h) => h.changelog());
+  }
+
+  /**
+   * Frees the driver in the component; pending messages are dropped, not flushed (their input is
+   * redelivered from the resume point). The checkpointer stays open. Later calls on this
+   * driver fail with `ComponentFailure`.
+   */
+  close() {
+    if (this.#handle === null) return;
+    const handle = this.#handle;
+    this.#handle = null;
+    try {
+      this.#instance.call('driver.drop', () => handle[dispose]?.());
+    } catch (e) {
+      // A closed or trapped instance refuses calls; the driver goes with the instance.
+      if (!(e instanceof ComponentFailure)) throw e;
+    }
+  }
+
+  [dispose]() {
+    this.close();
+  }
+
+  #call(name, fn) {
+    const handle = this.#handle;
+    if (handle === null) throw new ComponentFailure(`\`${name}\`: the driver was closed`);
+    return this.#instance.call(name, () => fn(handle));
   }
 }
 

@@ -294,6 +294,21 @@ describe('Driver', () => {
     assert.throws(() => driver.recordProcessed({ id: 'old', nextOffset: 1n }, 0n), RegressionError);
   });
 
+  test('close drops pending messages without a write; the checkpointer stays open', () => {
+    const { checkpointer, script } = setup();
+    const driver = checkpointer.openDriver({ runId: 'run', stage: 'stage', epoch: 1n, policy: 'explicit-flush' });
+    driver.recordProcessed({ id: 'm-0', nextOffset: 1n }, 0n);
+    script.reset();
+    driver.close();
+    assert.equal(script.calls('commit'), 0, 'closing flushes nothing');
+    assert.throws(() => driver.flush(0n), (e) => e instanceof ComponentFailure && /driver was closed/.test(e.message));
+    assert.equal(checkpointer.resumePoint('run', 'stage').origin, 'fresh');
+    const second = checkpointer.openDriver({ runId: 'run', stage: 'stage', epoch: 1n, policy: 'explicit-flush' });
+    checkpointer.close();
+    second.close(); // nothing left to free: no error
+    assert.throws(() => second.cursor(), ComponentFailure);
+  });
+
   test('a stale epoch is fenced at open; bad options are refused', () => {
     const { checkpointer } = setup();
     checkpointer.write(checkpoint({ epoch: 5n }));
