@@ -197,11 +197,16 @@ export class Instance {
    * @param {import('./consumer.js').Consumer} consumer
    */
   constructor(storage, consumer) {
-    const root = bindings.instantiate(getCoreModule, {
-      'pipeline:checkpoint/storage': storageImport(storage),
-      'pipeline:checkpoint/consumer': consumerImport(consumer),
-      'pipeline:checkpoint/types': {},
-    });
+    let root;
+    try {
+      root = bindings.instantiate(getCoreModule, {
+        'pipeline:checkpoint/storage': storageImport(storage),
+        'pipeline:checkpoint/consumer': consumerImport(consumer),
+        'pipeline:checkpoint/types': {},
+      });
+    } catch (e) {
+      throw new ComponentFailure(`cannot instantiate the component: ${e instanceof Error ? e.message : String(e)}`, e);
+    }
     /** The `checkpointer` export: `{Checkpointer, Driver}` resource classes. */
     this.checkpointer = root.checkpointer;
     /** The `codec` export. */
