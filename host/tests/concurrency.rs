@@ -1,8 +1,9 @@
 //! Concurrent writers on one (run-id, stage): 2 to 8 threads, each with its own instance of the
 //! component and its own connection (on SQLite, its own connection to one file), with different
 //! and sometimes equal epochs; also on Redis (each writer its own pool, one key prefix per round)
-//! when its shared server runs. On SQLite and Redis also as separate processes (this test binary
-//! re-run as a writer, `race_child_writer`). Every writer loops: read the resume point, write the next
+//! and PostgreSQL (each writer its own pool, one schema per round) when their shared servers run.
+//! On SQLite, Redis and PostgreSQL also as separate processes (this test binary re-run as a
+//! writer, `race_child_writer`). Every writer loops: read the resume point, write the next
 //! checkpoint, retry on `conflict` or `regression` (a peer won the race), stop when `fenced`.
 //!
 //! Checks, with every checkpoint retained: no lost update (every receipt returned is in the
@@ -12,7 +13,9 @@
 use std::sync::{Arc, Barrier};
 
 use checkpoint_host::consumer::NullConsumer;
-use checkpoint_host::storage::{MemoryStorage, RedisStorage, SqliteStorage, open_storage};
+use checkpoint_host::storage::{
+    MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage, open_storage,
+};
 use checkpoint_host::{
     Checkpoint, CheckpointError, Checkpointer, Error, Options, Storage, Watermark,
 };
@@ -33,6 +36,19 @@ fn with_fresh_prefix(url: &str, what: &str) -> String {
     let pid = std::process::id();
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}prefix={what}-{pid}-{nanos}-{n}")
+}
+
+/// `url` with `schema=` set to a name unique to this process, time and call: a fresh store.
+fn with_fresh_schema(url: &str, what: &str) -> String {
+    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}schema={what}_{pid}_{nanos}_{n}")
 }
 
 fn options() -> Options {
@@ -166,6 +182,8 @@ fn check(
 #[test]
 fn concurrent_writers_lose_no_update_and_stale_epochs_are_fenced() {
     let redis_url = common::shared_server_url(common::ServerKind::Redis, "concurrent writers");
+    let postgres_url =
+        common::shared_server_url(common::ServerKind::Postgres, "concurrent writers");
     let mut rounds = 0;
     for writers in 2..=8 {
         let memory = MemoryStorage::new();
@@ -194,6 +212,20 @@ fn concurrent_writers_lose_no_update_and_stale_epochs_are_fenced() {
                 writers,
             );
             println!("redis, {writers} writers: {written} checkpoints, {fenced} writers fenced");
+            rounds += 1;
+        }
+
+        if let Some(url) = &postgres_url {
+            let url = with_fresh_schema(url, "race");
+            let (written, fenced) = race(
+                "postgres",
+                || {
+                    Box::new(PostgresStorage::open(&url).expect("open postgres"))
+                        as Box<dyn Storage>
+                },
+                writers,
+            );
+            println!("postgres, {writers} writers: {written} checkpoints, {fenced} writers fenced");
             rounds += 1;
         }
     }
@@ -244,6 +276,21 @@ fn writer_processes_on_one_redis_store_lose_no_update() {
     // Write the schema marker before the processes start, so they only race on checkpoints.
     drop(RedisStorage::open(&url).expect("open redis"));
     writer_processes("redis", &url);
+}
+
+#[test]
+fn writer_processes_on_one_postgres_store_lose_no_update() {
+    if std::env::var("RACE_STORE").is_ok() {
+        return; // a child process runs only `race_child_writer`
+    }
+    let Some(url) = common::shared_server_url(common::ServerKind::Postgres, "writer processes")
+    else {
+        return;
+    };
+    let url = with_fresh_schema(&url, "race_processes");
+    // Create the schema before the processes start, so they only race on checkpoints.
+    drop(PostgresStorage::open(&url).expect("open postgres"));
+    writer_processes("postgres", &url);
 }
 
 /// Runs 4 writer processes on the store at `url`, then checks what they saw against it.
