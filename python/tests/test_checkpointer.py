@@ -373,6 +373,30 @@ def test_keyboard_interrupt_in_a_store_is_raised_after_the_call_and_the_instance
     assert checkpointer.write(cp(1)).sequence == 1
 
 
+def test_a_store_calling_into_its_own_checkpointer_gets_an_error_not_a_dead_instance() -> None:
+    class Reentrant(DictStorage):
+        checkpointer: Checkpointer | None = None
+        seen: list[str] = []
+
+        def get(self, key):
+            if self.checkpointer is not None:
+                inner, self.checkpointer = self.checkpointer, None
+                try:
+                    inner.get("run", "stage")
+                except ComponentFailure as e:
+                    self.seen.append(str(e))
+                    raise
+            return super().get(key)
+
+    store = Reentrant()
+    checkpointer = open_on(store)
+    store.checkpointer = checkpointer
+    with pytest.raises(StorageFailure, match="re-entrant"):
+        checkpointer.write(cp(1))
+    assert store.seen and "re-entrant" in store.seen[0]
+    assert checkpointer.write(cp(1)).sequence == 1  # the instance was never entered twice
+
+
 def test_failing_consumer_is_reported_in_the_receipt_and_the_checkpoint_is_durable() -> None:
     class Refusing:
         def ack(self, ids):

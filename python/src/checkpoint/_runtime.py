@@ -356,6 +356,7 @@ class Instance:
         if runtime.needs_wasi:
             self.store.set_wasi(wasmtime.WasiConfig())
         self.failure: str | None = None
+        self._busy = False
         self._funcs: dict[tuple[str, str], Any] = {}
         try:
             # Instantiation runs guest code too (start functions): it gets a deadline.
@@ -372,6 +373,12 @@ class Instance:
             raise ComponentFailure(
                 f"unusable after an earlier failure ({self.failure}); open a new one"
             )
+        if self._busy:
+            # A store or consumer calling back into the checkpointer it serves: wasmtime would
+            # refuse to re-enter the instance, and this instance would be marked failed.
+            raise ComponentFailure(
+                f"{name}: re-entrant call from a store or consumer into its own checkpointer"
+            )
         func = self._funcs.get((interface, name))
         if func is None:
             func = self.instance.get_func(self.store, self.runtime.export_index(interface, name))
@@ -384,6 +391,7 @@ class Instance:
             self._funcs[(interface, name)] = func
         previous = getattr(_current, "host", None)
         _current.host = self.host
+        self._busy = True
         try:
             self.store.set_epoch_deadline(self.runtime.deadline_ticks)
             return func(self.store, *args)
@@ -394,6 +402,7 @@ class Instance:
             self.failure = f"{name}: {cause}"
             raise ComponentFailure(f"{name} did not complete: {cause}\n{e}") from e
         finally:
+            self._busy = False
             _current.host = previous
             deferred, self.host.deferred = self.host.deferred, None
             if deferred is not None:
@@ -401,6 +410,8 @@ class Instance:
 
     def close(self) -> None:
         """Drops the store at once: no guest code runs, nothing is flushed."""
+        if self._busy:
+            raise ComponentFailure("cannot close a checkpointer from inside one of its calls")
         self._funcs.clear()
         self.instance = None  # type: ignore[assignment]
         self.store = None
