@@ -9,16 +9,21 @@
 //! - `keeps`: keeps its driver; the failed messages stay pending and `flush` retries them;
 //! - `retries`: writes through the checkpointer API and retries the very same checkpoint;
 //! - `reopens`: drops its connection, tries to open a new one during the outage, opens one
-//!   after it and resumes from `resume-point`.
+//!   after it and resumes from `resume-point`;
+//! - `inflight`: a driver on a thread of its own that writes without pause, so the stop can
+//!   catch a commit in flight (its outcome unknown to the writer); it retries through the
+//!   outage with the same clock, so a retry of a commit that did land is a replay.
 //!
 //! Checked: during the outage every write, flush and read fails with a `storage` error and the
-//! consumers record no ack; after the restart every worker recovers (a reopened one resumes
+//! consumers record no ack (for `inflight`: every call begun after the server stopped); after the restart every worker recovers (a reopened one resumes
 //! exactly at its last durable checkpoint), and at the end each stage's latest is at the
 //! source's end, every message was acked and every ack is covered, the history only grows, and
 //! every receipt a worker was given is in it.
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use checkpoint_host::consumer::RecordingConsumer;
@@ -51,6 +56,17 @@ fn options() -> Options {
         namespace: "faults".into(),
         max_retained: MAX_RETAINED,
         max_checkpoint_bytes: 4096,
+    }
+}
+
+fn driver_options(stage: &str) -> DriverOptions {
+    DriverOptions {
+        run_id: RUN.into(),
+        stage: stage.into(),
+        epoch: 1,
+        policy: Policy::PerBatch(BATCH),
+        changelog_capacity: 0,
+        overflow: OverflowPolicy::DropNew,
     }
 }
 
@@ -146,14 +162,7 @@ impl Worker {
             }
             Style::KeepsDriver | Style::Reopens => {
                 let mut driver = checkpointer
-                    .open_driver(&DriverOptions {
-                        run_id: RUN.into(),
-                        stage: self.stage().into(),
-                        epoch: 1,
-                        policy: Policy::PerBatch(BATCH),
-                        changelog_capacity: 0,
-                        overflow: OverflowPolicy::DropNew,
-                    })
+                    .open_driver(&driver_options(self.stage()))
                     .map_err(OpenFailure::Checkpoint)?;
                 let resume = driver.resumed_from().map_err(OpenFailure::Checkpoint)?;
                 self.session = Session::Driver(Box::new(driver));
@@ -299,6 +308,225 @@ impl Outage {
     }
 }
 
+/// Where the server is, as the `inflight` writer sees it when a call begins.
+const SERVER_UP: u8 = 0;
+/// Set once `stop` has returned: a call begun now cannot reach the server until `restart`.
+const SERVER_DOWN: u8 = 1;
+/// Set just before `restart` begins.
+const SERVER_RESTARTING: u8 = 2;
+/// The `inflight` writer's pause between writes: enough writes to span the outage, few
+/// enough that its whole history stays retained.
+const INFLIGHT_PAUSE: Duration = Duration::from_millis(3);
+
+/// What the test thread and the `inflight` writer share.
+struct InflightSignals {
+    server: AtomicU8,
+    wrap_up: AtomicBool,
+    receipts: AtomicU32,
+    calls_while_down: AtomicU32,
+}
+
+impl InflightSignals {
+    fn new() -> InflightSignals {
+        InflightSignals {
+            server: AtomicU8::new(SERVER_UP),
+            wrap_up: AtomicBool::new(false),
+            receipts: AtomicU32::new(0),
+            calls_while_down: AtomicU32::new(0),
+        }
+    }
+}
+
+#[derive(Default)]
+struct InflightOutcome {
+    /// Where it stopped: the end of its source.
+    end: u64,
+    /// (sequence, offset) of every receipt.
+    receipts: Vec<(u64, u64)>,
+    /// Receipts that were replays: a retried commit had landed before the stop.
+    replayed: u32,
+    calls_while_down: u32,
+    storage_errors_while_down: u32,
+    /// Storage errors by kind (unavailable, timed out, failed), whenever they happened.
+    storage_errors: std::collections::BTreeMap<String, u32>,
+    unexpected: Vec<String>,
+    acks: Vec<Vec<String>>,
+}
+
+/// What failed and how, from a storage error's message: the component writes it as
+/// `{operation}: storage {unavailable | timed out | failed}: {detail}`.
+fn storage_error_kind(message: &str) -> String {
+    message
+        .splitn(3, ": ")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// The `inflight` writer: chunks of `BATCH` through a driver until told to wrap up. Its clock
+/// is the offset, so a flush that retries a failed write writes the very same checkpoint.
+fn inflight_writer(url: &str, signals: &InflightSignals) -> InflightOutcome {
+    let mut out = InflightOutcome::default();
+    let consumer = RecordingConsumer::new();
+    let storage = open_storage(url).expect("opening the inflight writer's store");
+    let checkpointer = Checkpointer::open(storage, Box::new(consumer.clone()), &options())
+        .expect("opening the inflight writer's checkpointer");
+    let mut driver = checkpointer
+        .open_driver(&driver_options("inflight"))
+        .expect("opening the inflight writer's driver");
+    let mut position = 0;
+    let mut pending = false;
+    while pending || !signals.wrap_up.load(Ordering::SeqCst) {
+        let began = signals.server.load(Ordering::SeqCst);
+        let acks_before = consumer.acks().len();
+        let result = if pending {
+            driver.flush(position).map(|progress| match progress {
+                Progress::Checkpointed(receipt) => Some(receipt),
+                Progress::Pending(_) => None,
+            })
+        } else {
+            let chunk: Vec<_> = (position..position + u64::from(BATCH))
+                .map(source_message)
+                .collect();
+            position += u64::from(BATCH);
+            pending = true;
+            driver
+                .record_processed_batch(&chunk, position)
+                .map(|progress| progress.checkpoints.last().cloned())
+        };
+        // Down for the whole call: it began after `stop` returned and ended before `restart`
+        // began (the test thread marks both, in that order).
+        let down = began == SERVER_DOWN && signals.server.load(Ordering::SeqCst) == SERVER_DOWN;
+        if down {
+            out.calls_while_down += 1;
+            signals.calls_while_down.fetch_add(1, Ordering::SeqCst);
+            if consumer.acks().len() > acks_before {
+                out.unexpected
+                    .push(format!("acked while the server was down: {result:?}"));
+            }
+        }
+        match result {
+            Ok(Some(receipt)) => {
+                if down {
+                    out.unexpected.push(format!(
+                        "a write succeeded while the server was down: {receipt:?}"
+                    ));
+                }
+                let cursor = driver.cursor().expect("reading the inflight cursor");
+                out.receipts
+                    .push((cursor.sequence, cursor.watermark.offset));
+                out.replayed += u32::from(receipt.replayed);
+                pending = false;
+                signals.receipts.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(None) => {
+                out.unexpected
+                    .push("a full batch wrote no checkpoint".to_owned());
+                break;
+            }
+            Err(Error::Checkpoint(CheckpointError::Storage(m))) => {
+                *out.storage_errors
+                    .entry(storage_error_kind(&m))
+                    .or_default() += 1;
+                if down {
+                    out.storage_errors_while_down += 1;
+                }
+                std::thread::sleep(RECOVERY_PAUSE);
+            }
+            Err(e) => {
+                out.unexpected.push(format!("write failed with: {e}"));
+                break;
+            }
+        }
+        std::thread::sleep(INFLIGHT_PAUSE);
+    }
+    out.end = position;
+    out.acks = consumer.acks();
+    out
+}
+
+/// Waits for the `inflight` writer to reach `condition`, or to have stopped (its outcome then
+/// says why).
+fn wait_for(writer: &std::thread::JoinHandle<InflightOutcome>, condition: impl Fn() -> bool) {
+    while !condition() && !writer.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// What the final read-back found wrong.
+#[derive(Default)]
+struct Findings {
+    lost: Vec<String>,
+    regressions: Vec<String>,
+}
+
+impl Findings {
+    /// Checks one stage's stored end state against what its writer was told: the latest is at
+    /// `end`, the history only grows, every receipt is in it, every message below `end` was
+    /// acked and every ack is covered. `repeats_allowed`: a writer that retried a commit of
+    /// unknown outcome may have stored the same offset twice (its driver adopts the landed
+    /// commit and writes the pending messages again under the next sequence).
+    /// Returns the latest's offset and how many distinct messages were acked.
+    fn check_stage(
+        &mut self,
+        reader: &mut Checkpointer,
+        stage: &str,
+        end: u64,
+        receipts: &[(u64, u64)],
+        acks: &[Vec<String>],
+        repeats_allowed: bool,
+    ) -> (u64, usize) {
+        let latest = reader.get(RUN, stage).expect("the final latest");
+        let history = reader.history(RUN, stage).expect("the final history");
+        assert!(
+            history.len() < MAX_RETAINED as usize,
+            "{stage}: history pruned, receipts cannot all be checked"
+        );
+        let last = latest.watermark.offset;
+        if last != end {
+            self.lost.push(format!(
+                "{stage}: final latest at {last}, the source ends at {end}"
+            ));
+        }
+        for pair in history.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            let offset_ok = b.watermark.offset > a.watermark.offset
+                || repeats_allowed && b.watermark.offset == a.watermark.offset;
+            if b.sequence <= a.sequence || !offset_ok {
+                self.regressions.push(format!(
+                    "{stage}: history goes from seq {} offset {} to seq {} offset {}",
+                    a.sequence, a.watermark.offset, b.sequence, b.watermark.offset
+                ));
+            }
+        }
+        for &(sequence, offset) in receipts {
+            if !history
+                .iter()
+                .any(|c| c.sequence == sequence && c.watermark.offset == offset)
+            {
+                self.lost.push(format!(
+                    "{stage}: durable seq {sequence} (offset {offset}) is not in the history"
+                ));
+            }
+        }
+        let mut acked = vec![false; usize::try_from(end).expect("end fits memory")];
+        for id in acks.concat() {
+            match source_offset(&id) {
+                Some(offset) if offset < last => acked[offset as usize] = true,
+                _ => self.lost.push(format!(
+                    "{stage}: acked {id}, not covered by the final latest {last}"
+                )),
+            }
+        }
+        let distinct = acked.iter().filter(|a| **a).count();
+        if distinct as u64 != end {
+            self.lost
+                .push(format!("{stage}: {distinct} of {end} messages acked"));
+        }
+        (last, distinct)
+    }
+}
+
 fn run_round_robin(workers: &mut [Worker], until: u64) {
     while workers.iter().any(|w| w.position < until || w.pending) {
         for w in workers.iter_mut() {
@@ -326,8 +554,15 @@ fn server_stops_mid_run(kind: ServerKind) {
         assert_eq!(resume.origin, ResumeOrigin::Fresh);
     }
 
-    // Up to a third of the source with the server up.
+    let signals = Arc::new(InflightSignals::new());
+    let inflight = {
+        let (url, signals) = (url.clone(), Arc::clone(&signals));
+        std::thread::spawn(move || inflight_writer(&url, &signals))
+    };
+
+    // Up to a third of the source with the server up; the inflight writer is under way.
     run_round_robin(&mut workers, END / 3);
+    wait_for(&inflight, || signals.receipts.load(Ordering::SeqCst) >= 3);
     let acked_before: Vec<usize> = workers.iter().map(Worker::acked_ids).collect();
     let durable_before: Vec<(u64, u64)> = workers
         .iter()
@@ -335,6 +570,7 @@ fn server_stops_mid_run(kind: ServerKind) {
         .collect();
 
     server.stop();
+    signals.server.store(SERVER_DOWN, Ordering::SeqCst);
     let mut outage = Outage::default();
     for w in &mut workers {
         let writes = if w.style == Style::Reopens {
@@ -375,6 +611,11 @@ fn server_stops_mid_run(kind: ServerKind) {
         .map(|(w, before)| w.acked_ids() - before)
         .sum();
 
+    // The inflight writer has met the outage at least once before it ends.
+    wait_for(&inflight, || {
+        signals.calls_while_down.load(Ordering::SeqCst) >= 1
+    });
+    signals.server.store(SERVER_RESTARTING, Ordering::SeqCst);
     let restart_began = Instant::now();
     server.restart();
     let restarted = Instant::now();
@@ -426,6 +667,8 @@ fn server_stops_mid_run(kind: ServerKind) {
     }
 
     run_round_robin(&mut workers, END);
+    signals.wrap_up.store(true, Ordering::SeqCst);
+    let inflight = inflight.join().expect("the inflight writer");
 
     // Read everything back on a connection of its own.
     let storage = open_storage(&url).expect("opening the store to read it back");
@@ -435,64 +678,31 @@ fn server_stops_mid_run(kind: ServerKind) {
         &options(),
     )
     .expect("opening the reader");
-    let mut lost = Vec::new();
-    let mut regressions = Vec::new();
+    let mut findings = Findings::default();
     let mut finals = Vec::new();
     let mut acked_distinct = 0;
     for w in &workers {
         assert!(w.finished());
-        let latest = reader.get(RUN, w.stage()).expect("the final latest");
-        let history = reader.history(RUN, w.stage()).expect("the final history");
-        finals.push(latest.watermark.offset);
-        if latest.watermark.offset != END {
-            lost.push(format!(
-                "{}: final latest at {}, the source ends at {END}",
-                w.stage(),
-                latest.watermark.offset
-            ));
-        }
-        for pair in history.windows(2) {
-            if pair[1].sequence <= pair[0].sequence
-                || pair[1].watermark.offset <= pair[0].watermark.offset
-            {
-                regressions.push(format!(
-                    "{}: history goes from seq {} offset {} to seq {} offset {}",
-                    w.stage(),
-                    pair[0].sequence,
-                    pair[0].watermark.offset,
-                    pair[1].sequence,
-                    pair[1].watermark.offset
-                ));
-            }
-        }
-        for &(sequence, offset) in &w.receipts {
-            if !history
-                .iter()
-                .any(|c| c.sequence == sequence && c.watermark.offset == offset)
-            {
-                lost.push(format!(
-                    "{}: durable seq {sequence} (offset {offset}) is not in the history",
-                    w.stage()
-                ));
-            }
-        }
-        let mut acked = vec![false; END as usize];
-        for id in w.consumer.acks().concat() {
-            match source_offset(&id) {
-                Some(offset) if offset < latest.watermark.offset => acked[offset as usize] = true,
-                _ => lost.push(format!(
-                    "{}: acked {id}, not covered by the final latest {}",
-                    w.stage(),
-                    latest.watermark.offset
-                )),
-            }
-        }
-        let distinct = acked.iter().filter(|a| **a).count();
-        if distinct != END as usize {
-            lost.push(format!("{}: {distinct} of {END} messages acked", w.stage()));
-        }
-        acked_distinct += distinct;
+        let (last, acked) = findings.check_stage(
+            &mut reader,
+            w.stage(),
+            END,
+            &w.receipts,
+            &w.consumer.acks(),
+            false,
+        );
+        finals.push(last);
+        acked_distinct += acked;
     }
+    let (inflight_last, inflight_acked) = findings.check_stage(
+        &mut reader,
+        "inflight",
+        inflight.end,
+        &inflight.receipts,
+        &inflight.acks,
+        true,
+    );
+    let Findings { lost, regressions } = findings;
 
     let recovered: Vec<String> = recovery
         .iter()
@@ -521,6 +731,31 @@ fn server_stops_mid_run(kind: ServerKind) {
         END * workers.len() as u64,
         lost.len(),
         regressions.len()
+    );
+    println!(
+        "server-faults {name}: inflight writer: {} calls begun during the outage, {} failed as \
+         storage errors; storage errors by kind {:?}; {} receipts ({} replays of a commit that \
+         had landed); final offset {inflight_last} of {}; acked {inflight_acked} distinct of {}",
+        inflight.calls_while_down,
+        inflight.storage_errors_while_down,
+        inflight.storage_errors,
+        inflight.receipts.len(),
+        inflight.replayed,
+        inflight.end,
+        inflight.end,
+    );
+    assert!(
+        inflight.unexpected.is_empty(),
+        "{name}: the inflight writer: {:#?}",
+        inflight.unexpected
+    );
+    assert!(
+        inflight.calls_while_down >= 1,
+        "{name}: the inflight writer never met the outage"
+    );
+    assert_eq!(
+        inflight.calls_while_down,
+        inflight.storage_errors_while_down
     );
     assert!(
         outage.unexpected.is_empty(),
