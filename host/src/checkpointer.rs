@@ -126,6 +126,13 @@ impl Checkpointer {
         })?)
     }
 
+    /// The size of this checkpointer's linear memory (its instance of the component), in
+    /// bytes: what it costs beyond the host's own structures, bounded by
+    /// [`RuntimeConfig::max_memory_bytes`](crate::RuntimeConfig::max_memory_bytes).
+    pub fn linear_memory_bytes(&self) -> usize {
+        self.instance.linear_memory_bytes()
+    }
+
     /// Opens a driver for one (run-id, stage); the driver keeps this checkpointer (reach it
     /// with [`Driver::checkpointer`]). Fails like [`Checkpointer::resume_point`], and with
     /// `fenced` when `options.epoch` is below the stored one.

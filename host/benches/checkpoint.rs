@@ -1,0 +1,990 @@
+//! `make bench`: every figure of issue 6 (P1-P6 and memory), measured side by side in one run
+//! and printed as one table. BENCHMARKS.md explains what each row measures and what bounds it.
+//!
+//! An own harness rather than criterion: each figure needs a partner measured in the same run
+//! (component vs native, SQLite vs raw fdatasync), interleaved so that both see the same disk
+//! and CPU conditions. Every timed loop is preceded by a warm-up; latencies are per-call
+//! samples (or per-call means of small groups where one call is too short to time alone),
+//! reported as p50 and p99.
+//!
+//! `BENCH_SCALE` (default 1.0) multiplies every sample count; `BENCH_DIR` picks the directory
+//! of the database files (default: a temporary directory under the system's).
+
+use std::fs::{File, OpenOptions};
+use std::hint::black_box;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use checkpoint_guest::model as native;
+use checkpoint_host::consumer::NullConsumer;
+use checkpoint_host::storage::{MemoryStorage, SqliteStorage, Storage};
+use checkpoint_host::{
+    Checkpoint, Checkpointer, Codec, DriverOptions, OperatorState, Options, OverflowPolicy, Policy,
+    ProcessedMessage, Runtime, RuntimeConfig, SinkPosition, SourcePosition, Watermark, Write,
+    WriteOp,
+};
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> BenchResult<()> {
+    let scale: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &f64| *s > 0.0)
+        .unwrap_or(1.0);
+    let n = |count: usize| ((count as f64 * scale).ceil() as usize).max(5);
+    let dir = match std::env::var_os("BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let cache = dir.path().join("artifact-cache");
+    let config = RuntimeConfig {
+        cache_dir: Some(cache.clone()),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config.clone())?;
+    let mut table = Table::default();
+
+    // BENCH_ONLY=P3,P4 runs only those sections (for profiling one figure).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |id: &str| only.is_empty() || only.split(',').any(|o| o.eq_ignore_ascii_case(id));
+    let mut per_call = None;
+    if run("P1") {
+        eprintln!("[bench] P1 durable write vs raw append + fdatasync ...");
+        p1_durable_write(&runtime, dir.path(), n(1000), &mut table)?;
+    }
+    if run("P2") {
+        eprintln!("[bench] P2 in-memory write/get, component vs native ...");
+        per_call = Some(p2_memory_calls(&runtime, n(300), &mut table)?);
+    }
+    if run("P3") {
+        eprintln!("[bench] P3 cold start and warm instantiate ...");
+        p3_start(&runtime, &config, n(30), n(3000), &mut table)?;
+    }
+    if run("P4") {
+        eprintln!("[bench] P4 codec throughput ...");
+        p4_codec(&runtime, n(2000), n(60), &mut table)?;
+    }
+    if run("P5") {
+        eprintln!("[bench] P5 driver throughput ...");
+        p5_driver(&runtime, dir.path(), scale, &mut table)?;
+    }
+    if run("P6") {
+        eprintln!("[bench] P6 write cost vs store size and stage count ...");
+        p6_scaling(&runtime, dir.path(), n(300), &mut table)?;
+    }
+    drop(runtime);
+    if run("mem") {
+        eprintln!("[bench] memory: linear memory, RSS with 1,000 live instances ...");
+        memory(&config, &mut table)?;
+    }
+
+    table.print(&machine());
+    // Read by scripts/bench.sh for its per-host table.
+    if let Some(per_call) = per_call {
+        println!(
+            "per-call rust write_us={:.3} get_us={:.3} calls={}",
+            per_call.write_us, per_call.get_us, per_call.calls
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and the table
+
+/// Samples of one figure, in nanoseconds.
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn percentile(&self, p: f64) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort_by(f64::total_cmp);
+        // Nearest rank: p99 of 1000 samples is the 990th smallest.
+        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
+    }
+    fn p50(&self) -> f64 {
+        self.percentile(50.0)
+    }
+    fn p99(&self) -> f64 {
+        self.percentile(99.0)
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+fn nanos(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e9
+}
+
+/// Runs `f` `warmup` times untimed, then `count` times, each timed alone.
+fn time_each<E>(
+    warmup: usize,
+    count: usize,
+    mut f: impl FnMut() -> Result<(), E>,
+) -> Result<Samples, E> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = Instant::now();
+        f()?;
+        samples.push(nanos(start.elapsed()));
+    }
+    Ok(Samples(samples))
+}
+
+fn us(ns: f64) -> String {
+    if ns >= 100_000.0 {
+        format!("{:.0} us", ns / 1e3)
+    } else if ns >= 10_000.0 {
+        format!("{:.1} us", ns / 1e3)
+    } else {
+        format!("{:.2} us", ns / 1e3)
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 5]>,
+}
+
+impl Table {
+    fn row(&mut self, id: &str, what: &str, figure: String, reference: String, verdict: String) {
+        self.rows
+            .push([id.into(), what.into(), figure, reference, verdict]);
+    }
+
+    fn print(&self, machine: &str) {
+        let header = [
+            "id",
+            "measurement",
+            "figure",
+            "side by side",
+            "ratio / target",
+        ];
+        let mut widths = header.map(str::len);
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: [&str; 5]| {
+            let mut out = String::new();
+            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                let sep = if i == 0 { "" } else { "  " };
+                out.push_str(&format!("{sep}{cell:<w$}"));
+            }
+            println!("{}", out.trim_end());
+        };
+        println!("\n{machine}");
+        line(header);
+        line(widths.map(|w| "-".repeat(w)).each_ref().map(String::as_str));
+        for row in &self.rows {
+            line(row.each_ref().map(String::as_str));
+        }
+    }
+}
+
+fn verdict(ratio: f64, target: f64, at_most: bool) -> String {
+    let met = if at_most {
+        ratio <= target
+    } else {
+        ratio >= target
+    };
+    let cmp = if at_most { "<=" } else { ">=" };
+    format!(
+        "{ratio:.2}x ({cmp} {target}x: {})",
+        if met { "met" } else { "NOT met" }
+    )
+}
+
+fn limit(figure_ns: f64, target_ns: f64) -> String {
+    format!(
+        "target <= {}: {}",
+        us(target_ns),
+        if figure_ns <= target_ns {
+            "met"
+        } else {
+            "NOT met"
+        }
+    )
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default();
+    format!("machine: {cpu}, {cores} cores, load average {load} at the end of the run")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints and messages (the same content for the host and the native guest types)
+
+/// A typical small checkpoint: two sources, one sink, 64 bytes of operator state.
+fn small_checkpoint(stage: &str, sequence: u64) -> Checkpoint {
+    Checkpoint {
+        run_id: "bench-run".into(),
+        stage: stage.into(),
+        sequence,
+        epoch: 1,
+        watermark: Watermark {
+            offset: sequence * 100,
+            event_time_ms: 1_700_000_000_000 + sequence as i64,
+        },
+        sources: vec![
+            SourcePosition {
+                name: "orders".into(),
+                sequence,
+                watermark: Watermark {
+                    offset: sequence * 60,
+                    event_time_ms: 1_700_000_000_000,
+                },
+            },
+            SourcePosition {
+                name: "payments".into(),
+                sequence,
+                watermark: Watermark {
+                    offset: sequence * 40,
+                    event_time_ms: 1_700_000_000_000,
+                },
+            },
+        ],
+        sinks: vec![SinkPosition {
+            name: "enriched".into(),
+            position: sequence * 100,
+        }],
+        operator_states: vec![OperatorState {
+            name: "window".into(),
+            state: vec![7; 64],
+        }],
+        idempotency_key: format!("1-{sequence}"),
+        at_ms: 1_700_000_000_500 + sequence,
+    }
+}
+
+/// The same checkpoint as the native guest's type; the two types come from the same WIT.
+fn to_native(c: &Checkpoint) -> native::Checkpoint {
+    native::Checkpoint {
+        run_id: c.run_id.clone(),
+        stage: c.stage.clone(),
+        sequence: c.sequence,
+        epoch: c.epoch,
+        watermark: native_watermark(c.watermark),
+        sources: c
+            .sources
+            .iter()
+            .map(|s| native::SourcePosition {
+                name: s.name.clone(),
+                sequence: s.sequence,
+                watermark: native_watermark(s.watermark),
+            })
+            .collect(),
+        sinks: c
+            .sinks
+            .iter()
+            .map(|s| native::SinkPosition {
+                name: s.name.clone(),
+                position: s.position,
+            })
+            .collect(),
+        operator_states: c
+            .operator_states
+            .iter()
+            .map(|s| native::OperatorState {
+                name: s.name.clone(),
+                state: s.state.clone(),
+            })
+            .collect(),
+        idempotency_key: c.idempotency_key.clone(),
+        at_ms: c.at_ms,
+    }
+}
+
+fn native_watermark(w: Watermark) -> native::Watermark {
+    native::Watermark {
+        offset: w.offset,
+        event_time_ms: w.event_time_ms,
+    }
+}
+
+fn options(max_retained: u32) -> Options {
+    Options {
+        namespace: "bench".into(),
+        max_retained,
+        max_checkpoint_bytes: 4 << 20,
+    }
+}
+
+fn native_options(max_retained: u32) -> native::Options {
+    native::Options {
+        namespace: "bench".into(),
+        max_retained,
+        max_checkpoint_bytes: 4 << 20,
+    }
+}
+
+/// Acks nothing anywhere, like the host's `NullConsumer`: the native side of P2 and P5.
+struct NativeNullConsumer;
+
+impl checkpoint_guest::Consumer for NativeNullConsumer {
+    fn ack(&mut self, _message_ids: &[String]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+type NativeCheckpointer =
+    checkpoint_guest::Checkpointer<checkpoint_guest::MemoryStorage, NativeNullConsumer>;
+
+fn open_sqlite(runtime: &Runtime, path: &Path, max_retained: u32) -> BenchResult<Checkpointer> {
+    Ok(Checkpointer::open_in(
+        runtime,
+        Box::new(SqliteStorage::open(path)?),
+        Box::new(NullConsumer),
+        &options(max_retained),
+    )?)
+}
+
+fn open_memory(runtime: &Runtime, max_retained: u32) -> BenchResult<Checkpointer> {
+    Ok(Checkpointer::open_in(
+        runtime,
+        Box::new(MemoryStorage::new()),
+        Box::new(NullConsumer),
+        &options(max_retained),
+    )?)
+}
+
+fn batch_of_one(sequence: u64) -> Vec<String> {
+    vec![format!("m-{sequence}")]
+}
+
+// ---------------------------------------------------------------------------------------------
+// P1: a durable write through the component on SQLite vs a raw append + fdatasync
+
+fn p1_durable_write(
+    runtime: &Runtime,
+    dir: &Path,
+    samples: usize,
+    table: &mut Table,
+) -> BenchResult<()> {
+    let mut checkpointer = open_sqlite(runtime, &dir.join("p1.db"), 3)?;
+    let mut raw = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("p1-raw.log"))?;
+    let warmup = 50;
+    let mut component = Vec::with_capacity(samples);
+    let mut baseline = Vec::with_capacity(samples);
+    let mut encoded_len = 0;
+    for sequence in 1..=(warmup + samples) as u64 {
+        let checkpoint = small_checkpoint("p1", sequence);
+        let bytes = checkpoint_guest::codec::encode(&to_native(&checkpoint))?;
+        encoded_len = bytes.len();
+        let batch = batch_of_one(sequence);
+        // Interleaved, so both see the same state of the disk.
+        let start = Instant::now();
+        checkpointer.write(&checkpoint, &batch)?;
+        let write = nanos(start.elapsed());
+        let start = Instant::now();
+        append_durably(&mut raw, &bytes)?;
+        let append = nanos(start.elapsed());
+        if sequence > warmup as u64 {
+            component.push(write);
+            baseline.push(append);
+        }
+    }
+    let (component, baseline) = (Samples(component), Samples(baseline));
+    table.row(
+        "P1",
+        &format!(
+            "durable write, SQLite (WAL, synchronous=FULL), {encoded_len} B, p50 [{} samples]",
+            component.len()
+        ),
+        us(component.p50()),
+        format!("raw append+fdatasync {}", us(baseline.p50())),
+        verdict(component.p50() / baseline.p50(), 1.15, true),
+    );
+    table.row(
+        "P1",
+        "durable write, SQLite, p99",
+        us(component.p99()),
+        format!("raw append+fdatasync {}", us(baseline.p99())),
+        verdict(component.p99() / baseline.p99(), 1.15, true),
+    );
+    Ok(())
+}
+
+fn append_durably(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+    file.write_all(bytes)?;
+    file.sync_data()
+}
+
+// ---------------------------------------------------------------------------------------------
+// P2: in-memory write and get, through the component vs the same logic natively
+
+struct PerCall {
+    write_us: f64,
+    get_us: f64,
+    calls: usize,
+}
+
+/// Calls per sample: one in-memory call is too short to time alone without the clock's own
+/// cost showing, so each sample is the mean of a group.
+const GROUP: usize = 50;
+
+fn p2_memory_calls(runtime: &Runtime, groups: usize, table: &mut Table) -> BenchResult<PerCall> {
+    let mut component = open_memory(runtime, 3)?;
+    let mut native = NativeCheckpointer::open(
+        native_options(3),
+        checkpoint_guest::MemoryStorage::default(),
+        NativeNullConsumer,
+    )?;
+    // Inputs are built before timing; each call gets its own (sequence must grow).
+    let total = (groups + 10) * GROUP;
+    let checkpoints: Vec<Checkpoint> = (1..=total as u64)
+        .map(|s| small_checkpoint("p2", s))
+        .collect();
+    let native_checkpoints: Vec<native::Checkpoint> = checkpoints.iter().map(to_native).collect();
+    let batches: Vec<Vec<String>> = (1..=total as u64).map(batch_of_one).collect();
+
+    let mut write_c = Vec::new();
+    let mut write_n = Vec::new();
+    for (group, range) in (0..total)
+        .collect::<Vec<_>>()
+        .chunks(GROUP)
+        .map(|c| (c[0] / GROUP, c))
+    {
+        let start = Instant::now();
+        for &i in range {
+            black_box(component.write(&checkpoints[i], &batches[i])?);
+        }
+        let c = nanos(start.elapsed()) / GROUP as f64;
+        let start = Instant::now();
+        for &i in range {
+            black_box(native.write(&native_checkpoints[i], &batches[i])?);
+        }
+        let n = nanos(start.elapsed()) / GROUP as f64;
+        // The first 10 groups warm up.
+        if group >= 10 {
+            write_c.push(c);
+            write_n.push(n);
+        }
+        // The native memory store logs every call for tests; keep that log from growing.
+        native.storage_mut().calls.clear();
+    }
+    let mut get_c = Vec::new();
+    let mut get_n = Vec::new();
+    for group in 0..groups + 10 {
+        let start = Instant::now();
+        for _ in 0..GROUP {
+            black_box(component.get("bench-run", "p2")?);
+        }
+        let c = nanos(start.elapsed()) / GROUP as f64;
+        let start = Instant::now();
+        for _ in 0..GROUP {
+            black_box(native.get("bench-run", "p2")?);
+        }
+        let n = nanos(start.elapsed()) / GROUP as f64;
+        if group >= 10 {
+            get_c.push(c);
+            get_n.push(n);
+        }
+        native.storage_mut().calls.clear();
+    }
+    let (write_c, write_n, get_c, get_n) = (
+        Samples(write_c),
+        Samples(write_n),
+        Samples(get_c),
+        Samples(get_n),
+    );
+    let calls = write_c.len() * GROUP;
+    table.row(
+        "P2",
+        &format!(
+            "in-memory write, component, p50 (p99) [{} groups of {GROUP}]",
+            write_c.len()
+        ),
+        format!("{} ({})", us(write_c.p50()), us(write_c.p99())),
+        format!("native {} ({})", us(write_n.p50()), us(write_n.p99())),
+        verdict(write_c.p50() / write_n.p50(), 6.0, true),
+    );
+    table.row(
+        "P2",
+        &format!(
+            "in-memory get, component, p50 (p99) [{} groups of {GROUP}]",
+            get_c.len()
+        ),
+        format!("{} ({})", us(get_c.p50()), us(get_c.p99())),
+        format!("native {} ({})", us(get_n.p50()), us(get_n.p99())),
+        verdict(get_c.p50() / get_n.p50(), 4.0, true),
+    );
+    Ok(PerCall {
+        write_us: write_c.p50() / 1e3,
+        get_us: get_c.p50() / 1e3,
+        calls,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// P3: cold start (cached artifact + instantiate) and warm instantiate
+
+fn p3_start(
+    runtime: &Runtime,
+    config: &RuntimeConfig,
+    cold_samples: usize,
+    warm_samples: usize,
+    table: &mut Table,
+) -> BenchResult<()> {
+    // The shared runtime already wrote the cache entry; every runtime here loads it. Each is
+    // dropped outside the timed region (unmapping the pool is not part of starting), and
+    // before the next is made (each reserves its pool's address space).
+    let (mut cold, mut first, mut loads) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..cold_samples + 2 {
+        let start = Instant::now();
+        let fresh = Runtime::new(config.clone())?;
+        let loaded = start.elapsed();
+        let codec = Codec::new_in(&fresh)?;
+        let total = start.elapsed();
+        if fresh.artifact_source() != checkpoint_host::ArtifactSource::Cache {
+            return Err("cold start did not load the cached artifact".into());
+        }
+        drop(codec);
+        drop(fresh);
+        if round >= 2 {
+            cold.push(nanos(total));
+            loads.push(nanos(loaded));
+            first.push(nanos(total - loaded));
+        }
+    }
+    let (cold, _loads) = (Samples(cold), Samples(loads));
+    let first = Samples(first);
+    table.row(
+        "P3",
+        &format!(
+            "cold start: Runtime::new (cached artifact) + first instantiate, p50 (p99) [{}]",
+            cold.len()
+        ),
+        format!("{} ({})", us(cold.p50()), us(cold.p99())),
+        format!("of which instantiate {}", us(first.p50())),
+        limit(cold.p50(), 300_000.0),
+    );
+
+    // Warm: a pooled slot and the pre-linked component; dropping returns the slot.
+    let mut drops = Vec::with_capacity(warm_samples);
+    let warm = time_each(200, warm_samples, || -> BenchResult<()> {
+        let codec = Codec::new_in(runtime)?;
+        let start = Instant::now();
+        drop(codec);
+        drops.push(nanos(start.elapsed()));
+        Ok(())
+    })?;
+    // time_each timed instantiate + drop; report instantiate alone, drop beside it.
+    let drops = Samples(drops[drops.len() - warm.len()..].to_vec());
+    let instantiate = Samples(
+        warm.0
+            .iter()
+            .zip(&drops.0)
+            .map(|(total, drop)| total - drop)
+            .collect(),
+    );
+    table.row(
+        "P3",
+        &format!(
+            "warm instantiate (InstancePre, pooling), p50 (p99) [{}]",
+            instantiate.len()
+        ),
+        format!("{} ({})", us(instantiate.p50()), us(instantiate.p99())),
+        format!("drop (slot back to pool) {}", us(drops.p50())),
+        limit(instantiate.p50(), 10_000.0),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// P4: encode + decode of operator-state checkpoints, native and in the component
+
+fn p4_codec(
+    runtime: &Runtime,
+    small_samples: usize,
+    large_samples: usize,
+    table: &mut Table,
+) -> BenchResult<()> {
+    let mut codec = Codec::new_in(runtime)?;
+    for (label, state_len, samples) in [
+        ("1 KiB", 1024usize, small_samples),
+        ("1 MiB", 1 << 20, large_samples),
+    ] {
+        let mut checkpoint = small_checkpoint("p4", 1);
+        // Incompressible-looking state: a simple xorshift stream.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        checkpoint.operator_states = vec![OperatorState {
+            name: "window".into(),
+            state: (0..state_len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect(),
+        }];
+        let native_checkpoint = to_native(&checkpoint);
+        let bytes = codec.encode(&checkpoint)?;
+        if bytes != checkpoint_guest::codec::encode(&native_checkpoint)? {
+            return Err("component and native encodings differ".into());
+        }
+        let len = bytes.len() as f64;
+
+        let mut enc_c = Vec::new();
+        let mut dec_c = Vec::new();
+        let mut enc_n = Vec::new();
+        let mut dec_n = Vec::new();
+        for round in 0..samples + 5 {
+            let start = Instant::now();
+            let encoded = black_box(codec.encode(&checkpoint)?);
+            let t_enc_c = nanos(start.elapsed());
+            let start = Instant::now();
+            black_box(codec.decode(&encoded)?);
+            let t_dec_c = nanos(start.elapsed());
+            let start = Instant::now();
+            let encoded = black_box(checkpoint_guest::codec::encode(&native_checkpoint)?);
+            let t_enc_n = nanos(start.elapsed());
+            let start = Instant::now();
+            black_box(checkpoint_guest::codec::decode(&encoded).map_err(|c| format!("{c:?}"))?);
+            let t_dec_n = nanos(start.elapsed());
+            if round >= 5 {
+                enc_c.push(t_enc_c);
+                dec_c.push(t_dec_c);
+                enc_n.push(t_enc_n);
+                dec_n.push(t_dec_n);
+            }
+        }
+        let (enc_c, dec_c, enc_n, dec_n) = (
+            Samples(enc_c),
+            Samples(dec_c),
+            Samples(enc_n),
+            Samples(dec_n),
+        );
+        let gbps = |ns: f64| len / ns; // bytes per ns = GB/s
+        let round_c = enc_c.p50() + dec_c.p50();
+        let round_n = enc_n.p50() + dec_n.p50();
+        let verdict = if state_len == 1 << 20 {
+            let worst = gbps(enc_c.p50()).min(gbps(dec_c.p50()));
+            format!(
+                "slower direction {worst:.2} GB/s (>= 3 GB/s: {})",
+                if worst >= 3.0 { "met" } else { "NOT met" }
+            )
+        } else {
+            format!("component/native {:.2}x", round_c / round_n)
+        };
+        table.row(
+            "P4",
+            &format!(
+                "codec {label} state ({} B), component: encode / decode / round trip [{}]",
+                bytes.len(),
+                enc_c.len()
+            ),
+            format!(
+                "{:.2} / {:.2} / {:.2} GB/s",
+                gbps(enc_c.p50()),
+                gbps(dec_c.p50()),
+                gbps(round_c)
+            ),
+            format!(
+                "native {:.2} / {:.2} / {:.2} GB/s",
+                gbps(enc_n.p50()),
+                gbps(dec_n.p50()),
+                gbps(round_n)
+            ),
+            verdict,
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// P5: driver throughput through the batch API
+
+/// Messages per `record-processed-batch` call.
+const CALL_SIZE: usize = 1000;
+
+fn messages(from_offset: u64, count: usize) -> Vec<ProcessedMessage> {
+    (0..count as u64)
+        .map(|i| ProcessedMessage {
+            id: format!("m-{}", from_offset + i),
+            next_offset: from_offset + i + 1,
+            event_time_ms: 1_700_000_000_000 + (from_offset + i) as i64,
+        })
+        .collect()
+}
+
+fn to_native_messages(messages: &[ProcessedMessage]) -> Vec<native::ProcessedMessage> {
+    messages
+        .iter()
+        .map(|m| native::ProcessedMessage {
+            id: m.id.clone(),
+            next_offset: m.next_offset,
+            event_time_ms: m.event_time_ms,
+        })
+        .collect()
+}
+
+fn driver_options(stage: &str, per_batch: u32) -> DriverOptions {
+    DriverOptions {
+        run_id: "bench-run".into(),
+        stage: stage.into(),
+        epoch: 1,
+        policy: Policy::PerBatch(per_batch),
+        changelog_capacity: 1024,
+        overflow: OverflowPolicy::OverwriteOldest,
+    }
+}
+
+/// Messages per second through a component driver; `calls` batches of `CALL_SIZE` after one
+/// untimed warm-up call.
+fn drive_component(checkpointer: Checkpointer, per_batch: u32, calls: usize) -> BenchResult<f64> {
+    let stage = format!("p5-{per_batch}");
+    let mut driver = checkpointer.open_driver(&driver_options(&stage, per_batch))?;
+    let chunks: Vec<Vec<ProcessedMessage>> = (0..=calls)
+        .map(|c| messages((c * CALL_SIZE) as u64, CALL_SIZE))
+        .collect();
+    driver.record_processed_batch(&chunks[0], 0)?;
+    let start = Instant::now();
+    for chunk in &chunks[1..] {
+        black_box(driver.record_processed_batch(chunk, 1)?);
+    }
+    Ok((calls * CALL_SIZE) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn drive_native(per_batch: u32, calls: usize) -> BenchResult<f64> {
+    let checkpointer = NativeCheckpointer::open(
+        native_options(3),
+        checkpoint_guest::MemoryStorage::default(),
+        NativeNullConsumer,
+    )?;
+    let options = native::DriverOptions {
+        run_id: "bench-run".into(),
+        stage: format!("p5-{per_batch}"),
+        epoch: 1,
+        policy: native::Policy::PerBatch(per_batch),
+        changelog_capacity: 1024,
+        overflow: native::OverflowPolicy::OverwriteOldest,
+    };
+    let mut driver = checkpoint_guest::Driver::open(checkpointer, options)?;
+    let chunks: Vec<Vec<native::ProcessedMessage>> = (0..=calls)
+        .map(|c| to_native_messages(&messages((c * CALL_SIZE) as u64, CALL_SIZE)))
+        .collect();
+    let mut chunks = chunks.into_iter();
+    if let Some(first) = chunks.next() {
+        driver.record_processed_batch(first, 0)?;
+    }
+    let start = Instant::now();
+    for chunk in chunks {
+        black_box(driver.record_processed_batch(chunk, 1)?);
+        driver.checkpointer_mut().storage_mut().calls.clear();
+    }
+    Ok((calls * CALL_SIZE) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn p5_driver(runtime: &Runtime, dir: &Path, scale: f64, table: &mut Table) -> BenchResult<()> {
+    let calls = |n: f64| ((n * scale).ceil() as usize).max(2);
+    for per_batch in [1u32, 100, 1000] {
+        // Memory: sized so each figure runs about a second here.
+        let memory_calls = calls(match per_batch {
+            1 => 100.0,
+            100 => 600.0,
+            _ => 800.0,
+        });
+        let memory = drive_component(open_memory(runtime, 3)?, per_batch, memory_calls)?;
+        let native = drive_native(per_batch, memory_calls)?;
+        // SQLite: a durable sync per checkpoint, so about 300-600 checkpoints each.
+        let sqlite_calls = calls(match per_batch {
+            1 => 0.5,
+            100 => 4.0,
+            _ => 400.0,
+        });
+        let path = dir.join(format!("p5-{per_batch}.db"));
+        let sqlite = drive_component(open_sqlite(runtime, &path, 3)?, per_batch, sqlite_calls)?;
+        let target = if per_batch == 1000 {
+            format!(
+                "memory {:.2}M msg/s (>= 2M: {})",
+                memory / 1e6,
+                if memory >= 2e6 { "met" } else { "NOT met" }
+            )
+        } else {
+            format!("component/native {:.2}x", native / memory)
+        };
+        table.row(
+            "P5",
+            &format!("driver per-batch({per_batch}), batch calls of {CALL_SIZE}: memory | SQLite"),
+            format!("{} | {} msg/s", rate(memory), rate(sqlite)),
+            format!("native memory {} msg/s", rate(native)),
+            target,
+        );
+    }
+    Ok(())
+}
+
+fn rate(per_second: f64) -> String {
+    if per_second >= 1e6 {
+        format!("{:.2}M", per_second / 1e6)
+    } else if per_second >= 1e3 {
+        format!("{:.1}k", per_second / 1e3)
+    } else {
+        format!("{per_second:.0}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// P6: write cost with 1 vs 100,000 stored checkpoints, and 1 vs 10,000 stages (SQLite)
+
+const MANY_CHECKPOINTS: u64 = 100_000;
+const MANY_STAGES: u64 = 10_000;
+
+/// Stores `count` encoded checkpoints as the latest of stages `{prefix}{i}`, in transactions
+/// of 5,000 (straight through the store: filling is not what is measured).
+fn prefill(path: &Path, prefix: &str, count: u64) -> BenchResult<()> {
+    let mut storage = SqliteStorage::open(path)?;
+    let mut writes = Vec::new();
+    for i in 0..count {
+        let stage = format!("{prefix}{i}");
+        let checkpoint = to_native(&small_checkpoint(&stage, 1));
+        let key = checkpoint_guest::keys::StageKeys::new("bench", "bench-run", &stage).latest();
+        writes.push(Write {
+            key,
+            expected_version: None,
+            op: WriteOp::Put(checkpoint_guest::codec::encode(&checkpoint)?),
+        });
+        if writes.len() == 5000 || i + 1 == count {
+            storage.commit(std::mem::take(&mut writes))?;
+        }
+    }
+    Ok(())
+}
+
+fn p6_scaling(runtime: &Runtime, dir: &Path, samples: usize, table: &mut Table) -> BenchResult<()> {
+    let base_path = dir.join("p6-base.db");
+    let big_path = dir.join("p6-big.db");
+    let stages_path = dir.join("p6-stages.db");
+    prefill(&big_path, "other-", MANY_CHECKPOINTS)?;
+    prefill(&stages_path, "s-", MANY_STAGES)?;
+    let mut base = open_sqlite(runtime, &base_path, 3)?;
+    let mut big = open_sqlite(runtime, &big_path, 3)?;
+    let mut stages = open_sqlite(runtime, &stages_path, 3)?;
+
+    let warmup = 30;
+    let (mut t_base, mut t_big, mut t_stages) = (Vec::new(), Vec::new(), Vec::new());
+    // Interleaved: one write of each configuration per round.
+    for round in 0..(warmup + samples) as u64 {
+        // The prefilled stages hold sequence 1; rotate through all of them, each write moving
+        // its stage one sequence on.
+        let stage_index = round % MANY_STAGES;
+        let stage_sequence = 2 + round / MANY_STAGES;
+        let checkpoints = [
+            small_checkpoint("p6", round + 1),
+            small_checkpoint("p6", round + 1),
+            small_checkpoint(&format!("s-{stage_index}"), stage_sequence),
+        ];
+        let batch = batch_of_one(round);
+        for ((checkpointer, checkpoint), out) in [&mut base, &mut big, &mut stages]
+            .into_iter()
+            .zip(&checkpoints)
+            .zip([&mut t_base, &mut t_big, &mut t_stages])
+        {
+            let start = Instant::now();
+            checkpointer.write(checkpoint, &batch)?;
+            if round >= warmup as u64 {
+                out.push(nanos(start.elapsed()));
+            }
+        }
+    }
+    let (t_base, t_big, t_stages) = (Samples(t_base), Samples(t_big), Samples(t_stages));
+    table.row(
+        "P6",
+        &format!(
+            "SQLite write, {MANY_CHECKPOINTS} other checkpoints stored, p50 (p99) [{}]",
+            t_big.len()
+        ),
+        format!("{} ({})", us(t_big.p50()), us(t_big.p99())),
+        format!("1 stored {} ({})", us(t_base.p50()), us(t_base.p99())),
+        verdict(t_big.p50() / t_base.p50(), 1.2, true),
+    );
+    table.row(
+        "P6",
+        &format!(
+            "SQLite write, rotating over {MANY_STAGES} stages, p50 (p99) [{}]",
+            t_stages.len()
+        ),
+        format!("{} ({})", us(t_stages.p50()), us(t_stages.p99())),
+        format!("1 stage {} ({})", us(t_base.p50()), us(t_base.p99())),
+        verdict(t_stages.p50() / t_base.p50(), 1.2, true),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory: linear memory per instance, host RSS with 1,000 live instances
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn memory(config: &RuntimeConfig, table: &mut Table) -> BenchResult<()> {
+    let runtime = Runtime::new(config.clone())?;
+    let count = config.max_instances as usize;
+    // One instance first, so the runtime's own memory is counted before the baseline.
+    drop(open_memory(&runtime, 3)?);
+    let before = rss_bytes();
+    let mut live = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut checkpointer = open_memory(&runtime, 3)?;
+        checkpointer.write(&small_checkpoint("mem", 1), &batch_of_one(i as u64))?;
+        checkpointer.get("bench-run", "mem")?;
+        live.push(checkpointer);
+    }
+    let after = rss_bytes();
+    let linear = live.first().map_or(0, Checkpointer::linear_memory_bytes);
+    let mib = |b: f64| b / f64::from(1 << 20);
+    table.row(
+        "mem",
+        "linear memory of one instance (after open, write, get)",
+        format!("{:.2} MiB", mib(linear as f64)),
+        format!("limit {:.0} MiB", mib(config.max_memory_bytes as f64)),
+        "-".into(),
+    );
+    table.row(
+        "mem",
+        &format!("host RSS with {count} live checkpointers (each wrote once)"),
+        format!("{:.1} MiB", mib(after as f64)),
+        format!(
+            "+{:.1} MiB for them, {:.0} KiB each",
+            mib(after.saturating_sub(before) as f64),
+            after.saturating_sub(before) as f64 / 1024.0 / count as f64
+        ),
+        "-".into(),
+    );
+    Ok(())
+}

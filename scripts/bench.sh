@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# `make bench`: P1-P6 and memory side by side in one table (host/benches/checkpoint.rs), then
+# a small table of the per-call cost of each host on the memory store: the Rust host's figures
+# from that run, and the lines of the Python and Node hosts' own bench scripts when their
+# environments exist. Benchmarks are not tests: a missing host is skipped with a message.
+#
+#   scripts/bench.sh                 # after `make build` (make bench does both)
+#   BENCH_SCALE=0.2 scripts/bench.sh # fewer samples (quicker, noisier); 1.0 is the default
+#   BENCH_ONLY=P1,P4 scripts/bench.sh  # only these sections (P1..P6, mem)
+#   BENCH_DIR=/path scripts/bench.sh # where the database files go (default: a temp dir)
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+log "building and running host/benches/checkpoint.rs (release profile)"
+read -r -a extra_flags <<<"${CKPT_CARGO_FLAGS:-}"
+cargo bench "${extra_flags[@]}" -p checkpoint-host --bench checkpoint >"$out"
+grep -v '^per-call ' "$out"
+
+# Per-call lines: `per-call <host> write_us=<float> get_us=<float> calls=<n>`.
+lines=()
+rust=$(grep -m1 '^per-call rust ' "$out" || true)
+[[ -n $rust ]] && lines+=("$rust")
+notes=()
+
+python=target/python-venv/bin/python
+if [[ ! -f python/bench.py ]]; then
+    notes+=("python: skipped, python/bench.py is not in this checkout")
+elif [[ ! -x $python ]]; then
+    notes+=("python: skipped, no environment at $python (make test-python creates it)")
+elif line=$("$python" python/bench.py 2>/dev/null | grep -m1 '^per-call ') && [[ -n $line ]]; then
+    lines+=("$line")
+else
+    notes+=("python: skipped, python/bench.py printed no per-call line (run it alone to see why)")
+fi
+
+if [[ ! -f node/bench.mjs ]]; then
+    notes+=("node: skipped, node/bench.mjs is not in this checkout")
+elif ! command -v node >/dev/null 2>&1; then
+    notes+=("node: skipped, node is not installed")
+elif line=$(node node/bench.mjs 2>/dev/null | grep -m1 '^per-call ') && [[ -n $line ]]; then
+    lines+=("$line")
+else
+    notes+=("node: skipped, node/bench.mjs printed no per-call line (run it alone to see why)")
+fi
+
+field() { sed -nE "s/.* $1=([0-9.eE+-]+).*/\1/p" <<<"$2"; }
+echo
+echo "per-call cost by host (memory store)"
+printf '%-8s %12s %12s %10s\n' host write_us get_us calls
+printf '%-8s %12s %12s %10s\n' -------- ------------ ------------ ----------
+for line in "${lines[@]}"; do
+    host=$(awk '{print $2}' <<<"$line")
+    printf '%-8s %12s %12s %10s\n' "$host" "$(field write_us "$line")" "$(field get_us "$line")" "$(field calls "$line")"
+done
+for note in "${notes[@]}"; do
+    echo "$note"
+done
