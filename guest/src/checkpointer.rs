@@ -23,6 +23,22 @@ pub struct Checkpointer<S, C> {
     options: Options,
     storage: S,
     consumer: C,
+    /// What this checkpointer's last write left in its stage, so the next write of that stage
+    /// can skip listing the retained copies.
+    last_write: Option<LastWrite>,
+}
+
+/// The retained copies of one stage right after this checkpointer committed to it.
+///
+/// Every change to a stage's retained copies is committed together with a change of its
+/// latest (a write puts it, a delete removes it), and versions are never reused. So while the
+/// stored latest still has `latest_version`, nobody has committed to the stage since, and
+/// `retained` is exactly what a listing would return.
+struct LastWrite {
+    keys: StageKeys,
+    latest_version: u64,
+    /// (sequence, key), ascending.
+    retained: Vec<(u64, String)>,
 }
 
 /// A stored latest checkpoint, decoded, with the bytes and version it was read with.
@@ -40,6 +56,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
             options,
             storage,
             consumer,
+            last_write: None,
         })
     }
 
@@ -98,16 +115,13 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         };
 
         // 4. One conditional batch: the new latest, its retained copy, the pruning.
-        let retained = self
-            .storage
-            .list_keys(&keys.history_prefix())
-            .map_err(|e| storage("listing retained checkpoints", e))?;
-        let mut retained: Vec<(u64, String)> = retained
-            .into_iter()
-            .filter_map(|key| keys.history_sequence(&key).map(|sequence| (sequence, key)))
-            .filter(|(sequence, _)| *sequence != checkpoint.sequence)
-            .collect();
-        retained.sort_unstable();
+        let mut retained = match self.last_write.take() {
+            Some(last) if last.keys == keys && last.latest_version == expected_version => {
+                last.retained
+            }
+            _ => self.retained_keys(&keys)?,
+        };
+        retained.retain(|(sequence, _)| *sequence != checkpoint.sequence);
         // The new copy counts as one of max-retained, so max-retained 1 keeps no copies at all.
         let keep_old = if self.options.max_retained > 1 {
             self.options.max_retained as usize - 1
@@ -117,14 +131,16 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         let prune = retained.len().saturating_sub(keep_old);
 
         let mut writes = Vec::with_capacity(2 + prune);
-        if self.options.max_retained > 1 {
+        let history_key =
+            (self.options.max_retained > 1).then(|| keys.history(checkpoint.sequence));
+        if let Some(history_key) = &history_key {
             writes.push(Write {
-                key: keys.history(checkpoint.sequence),
+                key: history_key.clone(),
                 expected_version: None,
                 op: WriteOp::Put(bytes.clone()),
             });
         }
-        writes.extend(retained.into_iter().take(prune).map(|(_, key)| Write {
+        writes.extend(retained.drain(..prune).map(|(_, key)| Write {
             key,
             expected_version: None,
             op: WriteOp::Delete,
@@ -153,6 +169,17 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
                 )));
             }
         };
+        if let Some(history_key) = history_key {
+            // Its sequence is above every stored one unless foreign keys sit in the prefix.
+            let at = retained.partition_point(|(sequence, _)| *sequence < checkpoint.sequence);
+            retained.insert(at, (checkpoint.sequence, history_key));
+        }
+        // Version 0 means "absent": never a committed put's, so nothing to remember.
+        self.last_write = (version > 0).then_some(LastWrite {
+            keys,
+            latest_version: version,
+            retained,
+        });
 
         // 5. Only now, with the checkpoint durable: ack.
         let acks = self.ack(batch);
@@ -272,6 +299,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         check_id("stage", stage)?;
         let keys = self.keys(run_id, stage);
         let latest_key = keys.latest();
+        self.last_write = None;
         let latest = self
             .storage
             .get(&latest_key)

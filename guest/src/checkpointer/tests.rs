@@ -433,3 +433,54 @@ fn a_concurrent_change_between_read_and_commit_is_a_conflict() {
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
     assert!(c.consumer_mut().acks.is_empty());
 }
+
+#[test]
+fn a_second_write_of_its_own_stage_skips_listing_and_still_prunes_exactly() {
+    let mut c = open(3);
+    for sequence in 1..=6 {
+        c.write(&at(sequence, sequence * 10), &ids(&["m"])).unwrap();
+    }
+    // Only the first write listed: the later ones knew what the one before them left.
+    let listings = c
+        .storage_mut()
+        .calls
+        .iter()
+        .filter(|c| **c == "list-keys")
+        .count();
+    assert_eq!(listings, 1);
+    let history: Vec<u64> = c
+        .history("run", "stage")
+        .unwrap()
+        .iter()
+        .map(|c| c.sequence)
+        .collect();
+    assert_eq!(history, [4, 5, 6]);
+}
+
+#[test]
+fn a_write_after_another_writer_moved_the_stage_lists_again() {
+    let mut c = open(2);
+    c.write(&at(1, 10), &ids(&["a"])).unwrap();
+    // Another writer (same store) moves the stage on; its copy of sequence 2 must be pruned
+    // by our next write, which only a fresh listing can know about.
+    let mut other = Checkpointer::open(
+        c.options().clone(),
+        c.storage_mut().clone(),
+        RecordingConsumer::default(),
+    )
+    .unwrap();
+    other.write(&at(2, 20), &ids(&["b"])).unwrap();
+    *c.storage_mut() = other.storage_mut().clone();
+    c.storage_mut().calls.clear();
+
+    let receipt = c.write(&at(3, 30), &ids(&["c"])).unwrap();
+    assert_eq!(c.storage_mut().calls, ["get", "list-keys", "commit"]);
+    assert_eq!(receipt.pruned, 1);
+    let history: Vec<u64> = c
+        .history("run", "stage")
+        .unwrap()
+        .iter()
+        .map(|c| c.sequence)
+        .collect();
+    assert_eq!(history, [2, 3]);
+}
