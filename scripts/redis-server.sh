@@ -173,9 +173,13 @@ stop() {
     [[ -d $dir ]] || return 0
     pid=$(running_pid "$dir")
     [[ -n $pid ]] || return 0
-    # SIGTERM is Redis's clean shutdown: it fsyncs the AOF and removes its pid file.
-    kill -TERM "$pid" 2>/dev/null || return 0
+    # SIGTERM is Redis's clean shutdown: it fsyncs the AOF and removes its pid file. Redis
+    # refuses it while it writes its first AOF (appendonly just switched on), so ask again
+    # each second.
     for ((i = 0; i < WAIT_TENTHS; i++)); do
+        if ((i % 10 == 0)); then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
         alive "$pid" || { log "stopped (pid $pid)"; return 0; }
         sleep 0.1
     done

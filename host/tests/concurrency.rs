@@ -20,7 +20,6 @@ use checkpoint_host::{
     Checkpoint, CheckpointError, Checkpointer, Error, Options, Storage, Watermark,
 };
 
-#[allow(dead_code)]
 mod common;
 
 const ATTEMPTS: u32 = 25;

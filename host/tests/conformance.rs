@@ -27,7 +27,6 @@ use checkpoint_host::{
 use serde_json::{Map, Value, json};
 use tempfile::TempDir;
 
-#[allow(dead_code)]
 mod common;
 
 fn repo_path(rel: &str) -> PathBuf {

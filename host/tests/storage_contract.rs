@@ -9,7 +9,6 @@ use checkpoint_host::storage::{
 };
 use checkpoint_host::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
 
-#[allow(dead_code)]
 mod common;
 
 fn put(key: &str, expected: Option<u64>, value: &[u8]) -> Write {
