@@ -98,7 +98,7 @@ pub(crate) fn encode_valid(c: &Checkpoint) -> Result<Vec<u8>, Error> {
         put_count(&mut out, s.state.len());
         out.extend_from_slice(&s.state);
     }
-    let crc = crc32c::crc32c(&out);
+    let crc = crate::crc::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(out.len(), encoded_len(c));
     Ok(out)
@@ -169,7 +169,7 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, Corruption> {
         bytes[crc_at + 2],
         bytes[crc_at + 3],
     ]);
-    let actual_crc = crc32c::crc32c(&bytes[..crc_at]);
+    let actual_crc = crate::crc::crc32c(&bytes[..crc_at]);
     if stored_crc != actual_crc {
         return Err(corruption(
             K::CrcMismatch,

@@ -32,6 +32,7 @@ mod bindings;
 mod changelog;
 mod checkpointer;
 pub mod codec;
+pub mod crc;
 // The export macro expands to the ABI entry points, which are unsafe by nature.
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
