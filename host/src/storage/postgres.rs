@@ -50,7 +50,7 @@ const ROLLED_BACK_RETRIES: u32 = 3;
 /// | param | default | meaning |
 /// |---|---|---|
 /// | `schema` | `checkpoint` | the PostgreSQL schema holding the store's tables, created on open. Distinct schemas are independent stores. Lowercase ASCII letters, digits and `_`, starting with a letter or `_`, at most 63 bytes, not starting with `pg_`. |
-/// | `connect_timeout_ms` | 5000 | how long opening a connection may take; also how long a call waits for a pooled connection before failing with `unavailable` |
+/// | `connect_timeout_ms` | 5000 | how long opening a connection may take (libpq's `connect_timeout`, in seconds, is honoured when this is absent); also how long a call waits for a pooled connection before failing with `unavailable` |
 /// | `statement_timeout_ms` | 10000 | the server cancels a statement running longer (the call fails with `timeout`) |
 /// | `pool_size` | 4 | connections shared by every clone of this value (1 to 64) |
 ///
@@ -167,7 +167,7 @@ fn parse_url(url: &str) -> anyhow::Result<Settings> {
     );
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut schema = DEFAULT_SCHEMA.to_owned();
-    let mut connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    let mut connect_timeout_ms = None;
     let mut statement_timeout_ms = DEFAULT_STATEMENT_TIMEOUT_MS;
     let mut pool_size = DEFAULT_POOL_SIZE;
     let mut passed = Vec::new();
@@ -191,7 +191,7 @@ fn parse_url(url: &str) -> anyhow::Result<Settings> {
                     .with_context(|| format!("PostgreSQL URL {shown:?}: bad `schema`"))?;
                 value.clone_into(&mut schema);
             }
-            "connect_timeout_ms" => connect_timeout_ms = number()?,
+            "connect_timeout_ms" => connect_timeout_ms = Some(number()?),
             "statement_timeout_ms" => statement_timeout_ms = number()?,
             "pool_size" => {
                 let size = number()?;
@@ -215,7 +215,13 @@ fn parse_url(url: &str) -> anyhow::Result<Settings> {
     let mut config: postgres::Config = rest
         .parse()
         .map_err(|e| anyhow::anyhow!("PostgreSQL URL {shown:?} is invalid: {}", describe(&e)))?;
-    let connect_timeout = Duration::from_millis(connect_timeout_ms);
+    let gave = |name: &str| given.iter().any(|g| g == name);
+    // libpq's own `connect_timeout` (seconds) counts when `connect_timeout_ms` is not given.
+    let connect_timeout = match (connect_timeout_ms, config.get_connect_timeout()) {
+        (Some(ms), _) => Duration::from_millis(ms),
+        (None, Some(given)) if gave("connect_timeout") && !given.is_zero() => *given,
+        (None, _) => Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
+    };
     let statement_timeout = Duration::from_millis(statement_timeout_ms);
     config.connect_timeout(connect_timeout);
     // Startup options outrank role and database settings, and come after the URL's own
@@ -228,7 +234,6 @@ fn parse_url(url: &str) -> anyhow::Result<Settings> {
     if config.get_application_name().is_none() {
         config.application_name("ckpt");
     }
-    let gave = |name: &str| given.iter().any(|g| g == name);
     if !gave("keepalives_idle") {
         config.keepalives_idle(Duration::from_secs(5));
     }
