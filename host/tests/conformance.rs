@@ -1,7 +1,8 @@
 //! The conformance suite's Rust runner: plays every case file of `tests/conformance/cases`
 //! against the real component, through the public host API, on every native backend, with the
-//! fault-injecting wrappers of `checkpoint_host::faults`. Backends: memory, SQLite, and the
-//! freezing store of the crash tests (a `crash` step reboots it to its durable state).
+//! fault-injecting wrappers of `checkpoint_host::faults`. Backends: memory, SQLite, the
+//! freezing store of the crash tests (a `crash` step reboots it to its durable state), and the
+//! server stores when their shared servers run (each case on a fresh store of its own).
 //!
 //! The schema is `tests/conformance/README.md`; Python and Node runners play the same files.
 //! Every file in the directory must parse and every case in it must pass on every backend: a
