@@ -6,9 +6,11 @@
 
 use wasmtime::component::ResourceAny;
 
+use crate::bindings::checkpointer_api::Guest as CheckpointerExports;
 use crate::bindings::checkpointer_api::{
     BatchProgress, Changelog, DriverOptions, Options, ProcessedMessage, Progress, Receipt, Resume,
 };
+use crate::bindings::exports::pipeline::checkpoint::codec::Guest as CodecExports;
 use crate::bindings::types::{Checkpoint, ResumePoint};
 use crate::consumer::{Consumer, NullConsumer};
 use crate::error::Error;
@@ -28,7 +30,7 @@ fn shared_runtime() -> Result<&'static Runtime, Error> {
 ///
 /// Not `Sync`: use it from one thread at a time (it is `Send`).
 pub struct Checkpointer {
-    instance: Instance,
+    instance: Instance<CheckpointerExports>,
     handle: ResourceAny,
 }
 
@@ -56,11 +58,9 @@ impl Checkpointer {
         consumer: Box<dyn Consumer>,
         options: &Options,
     ) -> Result<Self, Error> {
-        let mut instance = runtime.instantiate(storage, consumer)?;
+        let mut instance: Instance<CheckpointerExports> = runtime.instantiate(storage, consumer)?;
         let handle = instance.call("checkpointer.open", |g, s| {
-            g.pipeline_checkpoint_checkpointer()
-                .checkpointer()
-                .call_open(s, options)
+            g.checkpointer().call_open(s, options)
         })?;
         Ok(Self {
             instance,
@@ -76,9 +76,7 @@ impl Checkpointer {
     pub fn write(&mut self, checkpoint: &Checkpoint, batch: &[String]) -> Result<Receipt, Error> {
         let handle = self.handle;
         answer(self.instance.call("checkpointer.write", |g, s| {
-            g.pipeline_checkpoint_checkpointer()
-                .checkpointer()
-                .call_write(s, handle, checkpoint, batch)
+            g.checkpointer().call_write(s, handle, checkpoint, batch)
         })?)
     }
 
@@ -87,9 +85,7 @@ impl Checkpointer {
     pub fn get(&mut self, run_id: &str, stage: &str) -> Result<Checkpoint, Error> {
         let handle = self.handle;
         answer(self.instance.call("checkpointer.get", |g, s| {
-            g.pipeline_checkpoint_checkpointer()
-                .checkpointer()
-                .call_get(s, handle, run_id, stage)
+            g.checkpointer().call_get(s, handle, run_id, stage)
         })?)
     }
 
@@ -98,9 +94,7 @@ impl Checkpointer {
     pub fn resume_point(&mut self, run_id: &str, stage: &str) -> Result<Resume, Error> {
         let handle = self.handle;
         answer(self.instance.call("checkpointer.resume-point", |g, s| {
-            g.pipeline_checkpoint_checkpointer()
-                .checkpointer()
-                .call_resume_point(s, handle, run_id, stage)
+            g.checkpointer().call_resume_point(s, handle, run_id, stage)
         })?)
     }
 
@@ -109,9 +103,7 @@ impl Checkpointer {
     pub fn history(&mut self, run_id: &str, stage: &str) -> Result<Vec<Checkpoint>, Error> {
         let handle = self.handle;
         answer(self.instance.call("checkpointer.history", |g, s| {
-            g.pipeline_checkpoint_checkpointer()
-                .checkpointer()
-                .call_history(s, handle, run_id, stage)
+            g.checkpointer().call_history(s, handle, run_id, stage)
         })?)
     }
 
@@ -120,9 +112,7 @@ impl Checkpointer {
     pub fn delete(&mut self, run_id: &str, stage: &str) -> Result<u32, Error> {
         let handle = self.handle;
         answer(self.instance.call("checkpointer.delete", |g, s| {
-            g.pipeline_checkpoint_checkpointer()
-                .checkpointer()
-                .call_delete(s, handle, run_id, stage)
+            g.checkpointer().call_delete(s, handle, run_id, stage)
         })?)
     }
 
@@ -139,9 +129,7 @@ impl Checkpointer {
     pub fn open_driver(mut self, options: &DriverOptions) -> Result<Driver, Error> {
         let handle = self.handle;
         let driver = answer(self.instance.call("checkpointer.open-driver", |g, s| {
-            g.pipeline_checkpoint_checkpointer()
-                .checkpointer()
-                .call_open_driver(s, handle, options)
+            g.checkpointer().call_open_driver(s, handle, options)
         })?)?;
         Ok(Driver {
             checkpointer: self,
@@ -170,20 +158,16 @@ impl Driver {
         self.checkpointer
             .instance
             .call("driver.resumed-from", |g, s| {
-                g.pipeline_checkpoint_checkpointer()
-                    .driver()
-                    .call_resumed_from(s, handle)
+                g.driver().call_resumed_from(s, handle)
             })
     }
 
     /// The sequence, epoch and watermark of the last durable checkpoint this driver knows.
     pub fn cursor(&mut self) -> Result<ResumePoint, Error> {
         let handle = self.handle;
-        self.checkpointer.instance.call("driver.cursor", |g, s| {
-            g.pipeline_checkpoint_checkpointer()
-                .driver()
-                .call_cursor(s, handle)
-        })
+        self.checkpointer
+            .instance
+            .call("driver.cursor", |g, s| g.driver().call_cursor(s, handle))
     }
 
     /// Records one processed message; writes a checkpoint when the policy says so. `now_ms`
@@ -198,9 +182,7 @@ impl Driver {
             self.checkpointer
                 .instance
                 .call("driver.record-processed", |g, s| {
-                    g.pipeline_checkpoint_checkpointer()
-                        .driver()
-                        .call_record_processed(s, handle, message, now_ms)
+                    g.driver().call_record_processed(s, handle, message, now_ms)
                 })?,
         )
     }
@@ -217,8 +199,7 @@ impl Driver {
             self.checkpointer
                 .instance
                 .call("driver.record-processed-batch", |g, s| {
-                    g.pipeline_checkpoint_checkpointer()
-                        .driver()
+                    g.driver()
                         .call_record_processed_batch(s, handle, messages, now_ms)
                 })?,
         )
@@ -228,9 +209,7 @@ impl Driver {
     pub fn flush(&mut self, now_ms: u64) -> Result<Progress, Error> {
         let handle = self.handle;
         answer(self.checkpointer.instance.call("driver.flush", |g, s| {
-            g.pipeline_checkpoint_checkpointer()
-                .driver()
-                .call_flush(s, handle, now_ms)
+            g.driver().call_flush(s, handle, now_ms)
         })?)
     }
 
@@ -238,9 +217,7 @@ impl Driver {
     pub fn changelog(&mut self) -> Result<Changelog, Error> {
         let handle = self.handle;
         self.checkpointer.instance.call("driver.changelog", |g, s| {
-            g.pipeline_checkpoint_checkpointer()
-                .driver()
-                .call_changelog(s, handle)
+            g.driver().call_changelog(s, handle)
         })
     }
 
@@ -254,7 +231,7 @@ impl Driver {
 ///
 /// Has its own instance over an empty in-memory store; it does no I/O.
 pub struct Codec {
-    instance: Instance,
+    instance: Instance<CodecExports>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -278,30 +255,32 @@ impl Codec {
 
     /// The canonical bytes of `checkpoint`; `invalid` when [`Codec::validate`] would fail.
     pub fn encode(&mut self, checkpoint: &Checkpoint) -> Result<Vec<u8>, Error> {
-        answer(self.instance.call("codec.encode", |g, s| {
-            g.pipeline_checkpoint_codec().call_encode(s, checkpoint)
-        })?)
+        answer(
+            self.instance
+                .call("codec.encode", |g, s| g.call_encode(s, checkpoint))?,
+        )
     }
 
     /// Decodes bytes made by `encode`; `corrupt` naming the damage otherwise.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Checkpoint, Error> {
-        answer(self.instance.call("codec.decode", |g, s| {
-            g.pipeline_checkpoint_codec().call_decode(s, bytes)
-        })?)
+        answer(
+            self.instance
+                .call("codec.decode", |g, s| g.call_decode(s, bytes))?,
+        )
     }
 
     /// Checks the rules of a checkpoint; `invalid` naming the first broken one.
     pub fn validate(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
-        answer(self.instance.call("codec.validate", |g, s| {
-            g.pipeline_checkpoint_codec().call_validate(s, checkpoint)
-        })?)
+        answer(
+            self.instance
+                .call("codec.validate", |g, s| g.call_validate(s, checkpoint))?,
+        )
     }
 
     /// Lowercase hex SHA-256 over the canonical encodings of `checkpoints`, in order.
     pub fn chain_signature(&mut self, checkpoints: &[Checkpoint]) -> Result<String, Error> {
         answer(self.instance.call("codec.chain-signature", |g, s| {
-            g.pipeline_checkpoint_codec()
-                .call_chain_signature(s, checkpoints)
+            g.call_chain_signature(s, checkpoints)
         })?)
     }
 
@@ -312,8 +291,7 @@ impl Codec {
         stage: &str,
     ) -> Result<ResumePoint, Error> {
         answer(self.instance.call("codec.resume-point-for-stage", |g, s| {
-            g.pipeline_checkpoint_codec()
-                .call_resume_point_for_stage(s, checkpoints, stage)
+            g.call_resume_point_for_stage(s, checkpoints, stage)
         })?)
     }
 }

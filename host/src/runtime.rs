@@ -17,8 +17,11 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::bindings::exports::pipeline::checkpoint::codec as codec_api;
 use crate::bindings::storage::{CommitOutcome, Lookup, StorageError, Write, WriteOp};
-use crate::bindings::{CheckpointComponent, CheckpointComponentPre, consumer, storage, types};
+use crate::bindings::{
+    CheckpointComponent, CheckpointComponentPre, checkpointer_api, consumer, storage, types,
+};
 use crate::consumer::Consumer;
 use crate::error::{Error, HostStorageError, storage_error_text};
 use crate::storage::Storage;
@@ -98,6 +101,10 @@ pub enum ArtifactSource {
 pub struct Runtime {
     engine: Engine,
     pre: CheckpointComponentPre<HostState>,
+    /// Where each export interface's functions sit, found (and type-checked) once here; an
+    /// instance loads only the interface its handle calls, since loading type-checks again.
+    checkpointer_exports: checkpointer_api::GuestIndices,
+    codec_exports: codec_api::GuestIndices,
     config: RuntimeConfig,
     deadline_ticks: u64,
     source: ArtifactSource,
@@ -165,6 +172,12 @@ impl Runtime {
         let pre = CheckpointComponentPre::new(pre)
             .map_err(anyhow::Error::from)
             .context("the component does not export the checkpoint world")?;
+        let checkpointer_exports = checkpointer_api::GuestIndices::new(pre.instance_pre())
+            .map_err(anyhow::Error::from)
+            .context("the component does not export the checkpointer interface")?;
+        let codec_exports = codec_api::GuestIndices::new(pre.instance_pre())
+            .map_err(anyhow::Error::from)
+            .context("the component does not export the codec interface")?;
 
         let deadline_ticks = config
             .call_deadline
@@ -175,6 +188,8 @@ impl Runtime {
         Ok(Runtime {
             engine,
             pre,
+            checkpointer_exports,
+            codec_exports,
             config,
             deadline_ticks,
             source,
@@ -214,12 +229,13 @@ impl Runtime {
         self.artifact_path.as_deref()
     }
 
-    /// A fresh store and instance over `storage` and `consumer`.
-    pub(crate) fn instantiate(
+    /// A fresh store and instance over `storage` and `consumer`, with the export interface `G`
+    /// loaded.
+    pub(crate) fn instantiate<G: Exports>(
         &self,
         storage: Box<dyn Storage>,
         consumer: Box<dyn Consumer>,
-    ) -> Result<Instance, Error> {
+    ) -> Result<Instance<G>, Error> {
         let state = HostState {
             storage,
             consumer,
@@ -235,11 +251,16 @@ impl Runtime {
         store.limiter(|state| &mut state.memory);
         // Instantiation runs guest code (start functions), so it gets a deadline too.
         store.set_epoch_deadline(self.deadline_ticks);
-        let guest = self.pre.instantiate(&mut store).map_err(|e| {
-            Error::Runtime(
-                anyhow::Error::from(e).context("cannot instantiate the checkpoint component"),
-            )
-        })?;
+        let guest = self
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .and_then(|instance| G::load(self, &mut store, &instance))
+            .map_err(|e| {
+                Error::Runtime(
+                    anyhow::Error::from(e).context("cannot instantiate the checkpoint component"),
+                )
+            })?;
         Ok(Instance {
             store,
             guest,
@@ -474,10 +495,40 @@ fn write_cached(component: &Component, path: &Path) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // One store and instance
 
+/// An export interface of the component that a handle calls.
+pub(crate) trait Exports: Sized {
+    /// The interface's functions in `instance`.
+    fn load(
+        runtime: &Runtime,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<Self>;
+}
+
+impl Exports for checkpointer_api::Guest {
+    fn load(
+        runtime: &Runtime,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<Self> {
+        runtime.checkpointer_exports.load(store, instance)
+    }
+}
+
+impl Exports for codec_api::Guest {
+    fn load(
+        runtime: &Runtime,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<Self> {
+        runtime.codec_exports.load(store, instance)
+    }
+}
+
 /// A store with an instantiated component, and the rules for calling into it.
-pub(crate) struct Instance {
+pub(crate) struct Instance<G> {
     pub(crate) store: Store<HostState>,
-    pub(crate) guest: CheckpointComponent,
+    pub(crate) guest: G,
     deadline_ticks: u64,
     deadline: Duration,
     /// Set after a trap: the instance may be half-way through an operation, so it is not
@@ -485,7 +536,7 @@ pub(crate) struct Instance {
     broken: Option<String>,
 }
 
-impl Instance {
+impl<G> Instance<G> {
     /// The size of this instance's linear memory, in bytes.
     pub(crate) fn linear_memory_bytes(&self) -> usize {
         self.store.data().memory.current_bytes
@@ -496,7 +547,7 @@ impl Instance {
     pub(crate) fn call<R>(
         &mut self,
         name: &str,
-        f: impl FnOnce(&CheckpointComponent, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&G, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, Error> {
         if let Some(why) = &self.broken {
             return Err(Error::Runtime(anyhow::anyhow!(
