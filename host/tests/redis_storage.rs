@@ -211,6 +211,14 @@ fn a_server_without_config_access_needs_durability_relaxed() {
     assert!(!text.contains("app-s3cret"), "{text}");
     let mut store = RedisStorage::open(&with(&url, "durability=relaxed")).expect("relaxed opens");
     committed(&mut store, vec![put("k", Some(0), b"v")]);
+
+    let wrong = server
+        .url
+        .replacen("redis://", "redis://app:wrong-s3cret@", 1);
+    let err = RedisStorage::open(&with(&wrong, "durability=relaxed")).expect_err("wrong password");
+    let text = format!("{err:#}");
+    assert!(text.contains("refused the connection"), "{text}");
+    assert!(!text.contains("wrong-s3cret"), "{text}");
 }
 
 #[test]

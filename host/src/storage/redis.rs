@@ -351,10 +351,15 @@ impl RedisStorage {
         let keys = KeySpace::new(&settings.prefix);
 
         let mut first = r2d2::ManageConnection::connect(&manager).map_err(|e| {
-            anyhow::anyhow!(
-                "Redis at {server} is unavailable: {e} (connect timeout {} ms)",
-                settings.connect_timeout.as_millis()
-            )
+            // An answer (wrong password, unknown user) is not an outage: say which it was.
+            if e.code().is_some() || e.kind() == ErrorKind::AuthenticationFailed {
+                anyhow::anyhow!("Redis at {server} refused the connection: {e}")
+            } else {
+                anyhow::anyhow!(
+                    "Redis at {server} is unavailable: {e} (connect timeout {} ms)",
+                    settings.connect_timeout.as_millis()
+                )
+            }
         })?;
         check_durability(&mut first.inner, &server, settings.durability)?;
         check_schema(&mut first.inner, &keys)
