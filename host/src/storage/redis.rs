@@ -548,18 +548,26 @@ fn check_durability(
     }
 }
 
-/// Writes the schema marker of a new store, or checks the one of an existing store.
+/// Writes the schema marker of a new store, or checks the one of an existing store. An open
+/// of an existing store writes nothing (so it costs no fsync).
 fn check_schema(conn: &mut redis::Connection, keys: &KeySpace) -> anyhow::Result<()> {
-    redis::cmd("SET")
-        .arg(&keys.schema)
-        .arg(SCHEMA_VERSION)
-        .arg("NX")
-        .query::<()>(conn)
-        .context("cannot write the schema marker")?;
-    let found: Option<String> = redis::cmd("GET")
-        .arg(&keys.schema)
-        .query(conn)
-        .context("cannot read the schema marker")?;
+    let read = |conn: &mut redis::Connection| {
+        redis::cmd("GET")
+            .arg(&keys.schema)
+            .query::<Option<String>>(conn)
+            .context("cannot read the schema marker")
+    };
+    let mut found = read(conn)?;
+    if found.is_none() {
+        // NX: of two processes creating the store at once, one writes and both read it.
+        redis::cmd("SET")
+            .arg(&keys.schema)
+            .arg(SCHEMA_VERSION)
+            .arg("NX")
+            .query::<()>(conn)
+            .context("cannot write the schema marker")?;
+        found = read(conn)?;
+    }
     match found.as_deref().map(str::parse::<u64>) {
         Some(Ok(SCHEMA_VERSION)) => Ok(()),
         Some(Ok(v)) if v > SCHEMA_VERSION => anyhow::bail!(
