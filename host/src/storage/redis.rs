@@ -128,11 +128,13 @@ static COMMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMMIT_LUA
 ///
 /// # Errors
 /// Unreachable server, connection refused, no connection within `connect_timeout_ms`, a server
-/// that is loading, busy, read-only or cannot persist: `unavailable`. No reply within
-/// `io_timeout_ms` to a read: `timeout`. A connection that fails or times out while a commit is
-/// in flight: `timeout`, since the commit may or may not have been applied. Other refusals of
-/// the server (out of memory, permissions, foreign data under the prefix): `failed`. A
-/// connection that failed once is discarded, so calls work again once the server is back.
+/// that is loading, busy, read-only or cannot persist: `unavailable`. Every call first checks its
+/// pooled connection with a `PING` (one round trip), so a server that restarted meanwhile costs
+/// a reconnect, not an error, and one that hangs before the call fails it as `unavailable`. No
+/// reply within `io_timeout_ms` to a read: `timeout`. A connection that fails or times out while
+/// a commit is in flight: `timeout`, since the commit may or may not have been applied. Other
+/// refusals of the server (out of memory, permissions, foreign data under the prefix): `failed`.
+/// A connection that failed once is discarded, so calls work again once the server is back.
 #[derive(Clone)]
 pub struct RedisStorage {
     pool: r2d2::Pool<Manager>,
