@@ -3,8 +3,9 @@
 #
 #   scripts/with-test-servers.sh CMD [ARGS...]
 #
-# Each server gets a free port and a data directory under target/test-servers/ (recreated on
-# every run); the command sees their URLs in CKPT_TEST_POSTGRES_URL and CKPT_TEST_REDIS_URL.
+# Each server gets a free port and a data directory in a fresh directory under
+# target/test-servers/ (one per run, removed at the end, so runs side by side never meet);
+# the command sees their URLs in CKPT_TEST_POSTGRES_URL and CKPT_TEST_REDIS_URL.
 # The servers are installed from Debian packages when missing (scripts/{postgres,redis}-server.sh).
 #
 # CKPT_SKIP_SERVER_TESTS=1 starts no server: the server tests then skip, loudly. CI (CI=1)
@@ -22,13 +23,15 @@ if [[ "${CKPT_SKIP_SERVER_TESTS:-}" == 1 ]]; then
     exec "$@"
 fi
 
-root="$PWD/target/test-servers"
-rm -rf "$root"
-mkdir -p "$root"
+mkdir -p target/test-servers
+root="$(mktemp -d "$PWD/target/test-servers/run-XXXXXX")"
+# The postgres server runs as the `postgres` user, which must reach its data directory.
+chmod 755 "$root"
 
 stop_all() {
     bash scripts/postgres-server.sh stop "$root/postgres" >/dev/null 2>&1 || true
     bash scripts/redis-server.sh stop "$root/redis" >/dev/null 2>&1 || true
+    rm -rf "$root"
 }
 trap stop_all EXIT
 
