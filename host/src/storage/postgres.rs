@@ -499,9 +499,6 @@ struct Session {
     statements: [Option<Statement>; QUERY_COUNT],
     /// Set when a call saw the connection fail; the pool then drops it instead of reusing it.
     broken: bool,
-    /// Whether a round trip has ever succeeded: only a connection that worked before can have
-    /// gone stale in the pool (a fresh one that fails means the server is down).
-    proven: bool,
 }
 
 impl Session {
@@ -549,7 +546,6 @@ impl ManageConnection for SessionManager {
             queries: Arc::clone(&self.queries),
             statements: Default::default(),
             broken: false,
-            proven: false,
         })
     }
 
@@ -637,10 +633,11 @@ impl Shared {
         ))
     }
 
-    /// Runs `call` on a pooled session. When the call's first round trip finds a connection
-    /// that worked before broken (the server restarted while it sat in the pool), the
-    /// connection is dropped and the call runs again on another: `call` must be safe to
-    /// repeat when it fails that way, which reads are and a commit is until `COMMIT` is sent.
+    /// Runs `call` on a pooled session. When the call finds the connection gone before it did
+    /// anything (the server restarted while the connection sat in the pool), the connection is
+    /// dropped and the call runs again on another: `call` must be safe to repeat when it fails
+    /// that way, which reads are and a commit is until `COMMIT` is sent. While the server is
+    /// down the next attempt fails to get a connection, which ends the loop.
     fn with_session<T>(
         &self,
         op: &str,
@@ -652,16 +649,12 @@ impl Shared {
         loop {
             let mut session = self.pool.get().map_err(|e| self.pool_error(op, &e))?;
             match call(&mut session) {
-                Ok(value) => {
-                    session.proven = true;
-                    return Ok(value);
-                }
+                Ok(value) => return Ok(value),
                 Err(Attempt::Stale(e)) => {
                     session.broken = true;
-                    let proven = session.proven;
                     drop(session);
                     stale_left -= 1;
-                    if !proven || stale_left == 0 {
+                    if stale_left == 0 {
                         return Err(self.error(op, &e));
                     }
                     tracing::debug!(
@@ -670,7 +663,6 @@ impl Shared {
                     );
                 }
                 Err(Attempt::RolledBack(e)) => {
-                    session.proven = true;
                     rolled_back_left -= 1;
                     if rolled_back_left == 0 {
                         return Err(self.error(op, &e));
@@ -830,7 +822,6 @@ impl PostgresStorage {
                 Attempt::Failed(shared.error("commit", &e))
             });
         }
-        session.proven = true;
         let mut versions = vec![0i64; writes.len()];
         let mut first_failed: Option<usize> = None;
         for &index in order {
