@@ -942,11 +942,14 @@ fn p6_scaling(runtime: &Runtime, dir: &Path, samples: usize, table: &mut Table) 
     let stages_path = dir.join("p6-stages.db");
     prefill(&big_path, "other-", MANY_CHECKPOINTS)?;
     prefill(&stages_path, "s-", MANY_STAGES)?;
+    // The fill left tens of MB for the kernel to write back; flush them now so the
+    // measured syncs do not wait for them (a failing `sync` only makes the figures noisier).
+    let _ = std::process::Command::new("sync").status();
     let mut base = open_sqlite(runtime, &base_path, 3)?;
     let mut big = open_sqlite(runtime, &big_path, 3)?;
     let mut stages = open_sqlite(runtime, &stages_path, 3)?;
 
-    let warmup = 30;
+    let warmup = 60;
     let (mut t_base, mut t_big, mut t_stages) = (Vec::new(), Vec::new(), Vec::new());
     // Interleaved: one write of each configuration per round.
     for round in 0..(warmup + samples) as u64 {
@@ -960,11 +963,15 @@ fn p6_scaling(runtime: &Runtime, dir: &Path, samples: usize, table: &mut Table) 
             small_checkpoint(&format!("s-{stage_index}"), stage_sequence),
         ];
         let batch = batch_of_one(round);
-        for ((checkpointer, checkpoint), out) in [&mut base, &mut big, &mut stages]
+        let mut order: Vec<_> = [&mut base, &mut big, &mut stages]
             .into_iter()
             .zip(&checkpoints)
             .zip([&mut t_base, &mut t_big, &mut t_stages])
-        {
+            .collect();
+        // Each configuration goes first, second and third in turn, so none always follows
+        // another's sync.
+        order.rotate_left((round % 3) as usize);
+        for ((checkpointer, checkpoint), out) in order {
             let start = Instant::now();
             checkpointer.write(checkpoint, &batch)?;
             if round >= warmup as u64 {
