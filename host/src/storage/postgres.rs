@@ -124,8 +124,8 @@ impl PostgresStorage {
             inner: PostgresConnectionManager::new(settings.config.clone(), NoTls),
             queries,
         };
-        // One direct connection, outside the pool: its error is the precise one (the pool only
-        // reports that it timed out), and it fails as soon as the server refuses.
+        // One direct connection, outside the pool: it fails as soon as the server refuses
+        // (the pool would keep retrying until its timeout), with the precise error.
         let mut client = manager
             .inner
             .connect()
