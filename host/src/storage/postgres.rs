@@ -365,7 +365,13 @@ fn check_session(client: &mut Client) -> anyhow::Result<()> {
 /// Creates the schema, or checks and upgrades an existing one, in one transaction under an
 /// advisory lock, so concurrent opens of a new store create it exactly once.
 fn migrate(client: &mut Client, schema: &str) -> anyhow::Result<()> {
-    let mut tx = client.transaction()?;
+    // READ COMMITTED whatever the server's default: each statement after the lock must see
+    // what an opener that held the lock before committed (a snapshot taken before the lock
+    // was granted, as REPEATABLE READ keeps, would not).
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::ReadCommitted)
+        .start()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     // Checked first: CREATE SCHEMA IF NOT EXISTS needs CREATE rights even when it exists.
     let exists: bool = tx
