@@ -1,7 +1,9 @@
 //! What the PostgreSQL backend promises beyond the shared contract: a clear, quick `unavailable`
 //! when the server is unreachable, storage errors during an outage and recovery after it,
 //! schema creation that concurrent opens cannot race, refusal of a newer schema, the
-//! statement timeout, and conditions decided on the newest committed row (READ COMMITTED).
+//! statement timeout, conditions decided on the newest committed row (READ COMMITTED), and
+//! `timeout` (outcome unknown) when the connection breaks while `COMMIT` is in flight (a proxy
+//! cuts it just before or just after the server commits).
 //!
 //! Tests on the shared server use a fresh schema each; the outage tests start a server of
 //! their own (`common::PrivateServer`). `CKPT_SKIP_SERVER_TESTS=1` skips those, loudly.
@@ -520,4 +522,160 @@ fn pooled_connections_broken_by_a_restart_are_replaced_without_an_error() {
     );
     let v = version(&mut s, "k0");
     committed(&mut s, vec![put("k0", Some(v), b"v2")]);
+}
+
+/// What the proxy does with the first `COMMIT` after it is armed.
+#[derive(Clone, Copy, PartialEq)]
+enum CommitCut {
+    /// Forward it, then cut the connection when the server's answer comes: applied.
+    AfterTheServerAnswers,
+    /// Cut the connection instead of forwarding it: never applied.
+    BeforeTheServerSeesIt,
+}
+
+/// A TCP proxy to the shared server that cuts the connection around the first simple-query
+/// `COMMIT` once `armed` is set, so a test knows exactly where the commit was when the
+/// connection broke. Returns the port it listens on.
+fn commit_cutting_proxy(
+    server: std::net::SocketAddr,
+    cut: CommitCut,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+) -> u16 {
+    use std::io::{Read, Write as _};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::Ordering;
+
+    fn read_message(from: &mut TcpStream, typed: bool) -> Option<Vec<u8>> {
+        let mut head = vec![0u8; if typed { 5 } else { 4 }];
+        from.read_exact(&mut head).ok()?;
+        let len_at = head.len() - 4;
+        let len = u32::from_be_bytes(head[len_at..].try_into().ok()?) as usize;
+        let mut body = vec![0u8; len.checked_sub(4)?];
+        from.read_exact(&mut body).ok()?;
+        head.extend(body);
+        Some(head)
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("proxy listener");
+    let port = listener.local_addr().expect("proxy address").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut upstream) = TcpStream::connect(server) else {
+                return;
+            };
+            let cutting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (mut client_out, mut upstream_in) = (
+                client.try_clone().expect("clone"),
+                upstream.try_clone().expect("clone"),
+            );
+            let cutting_answers = Arc::clone(&cutting);
+            // Server to client: bytes as they come, until a cut is under way.
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = upstream_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if cutting_answers.load(Ordering::SeqCst) {
+                        break; // the server answered COMMIT: drop the answer, cut
+                    }
+                    if client_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = client_out.shutdown(Shutdown::Both);
+                let _ = upstream_in.shutdown(Shutdown::Both);
+            });
+            // Client to server: whole messages, so a COMMIT is recognised.
+            let armed = Arc::clone(&armed);
+            std::thread::spawn(move || {
+                let mut typed = false; // the startup message has no type byte
+                while let Some(message) = read_message(&mut client, typed) {
+                    typed = true;
+                    let is_commit = message[0] == b'Q' && message[5..].starts_with(b"COMMIT");
+                    if is_commit && armed.swap(false, Ordering::SeqCst) {
+                        cutting.store(true, Ordering::SeqCst);
+                        if cut == CommitCut::AfterTheServerAnswers {
+                            let _ = upstream.write_all(&message);
+                            return; // the other thread cuts when the answer arrives
+                        }
+                        break;
+                    }
+                    if upstream.write_all(&message).is_err() {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = upstream.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+/// Commits one conditional put through a proxy that cuts the connection around `COMMIT`.
+/// Returns the commit's answer and the key's version before and after (read directly).
+fn connection_cut_during_commit(
+    cut: CommitCut,
+) -> Option<(Result<CommitOutcome, StorageError>, u64, u64)> {
+    let (url, schema) = fresh_store_url("connection cut during commit")?;
+    let mut direct = PostgresStorage::open(&url).expect("open directly");
+    let v = committed(&mut direct, vec![put("k", Some(0), b"before")])[0];
+    let config: postgres::Config = common::shared_server_url(ServerKind::Postgres, "cut")?
+        .parse()
+        .expect("server URL");
+    let host = match &config.get_hosts()[0] {
+        postgres::config::Host::Tcp(host) => host.clone(),
+        other => panic!("the shared server is not on TCP: {other:?}"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let server = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .expect("server address")
+        .next()
+        .expect("an address");
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let proxy = commit_cutting_proxy(server, cut, Arc::clone(&armed));
+    let user = config.get_user().unwrap_or("postgres");
+    let dbname = config.get_dbname().unwrap_or("postgres");
+    let mut through_proxy = PostgresStorage::open(&format!(
+        "postgres://{user}@127.0.0.1:{proxy}/{dbname}?sslmode=disable&schema={schema}"
+    ))
+    .expect("open through the proxy");
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let result = through_proxy.commit(vec![put("k", Some(v), b"after")]);
+    Some((result, v, version(&mut direct, "k")))
+}
+
+#[test]
+fn connection_lost_after_commit_was_sent_is_a_timeout_and_it_may_have_applied() {
+    let Some((result, before, after)) =
+        connection_cut_during_commit(CommitCut::AfterTheServerAnswers)
+    else {
+        return;
+    };
+    match result {
+        Err(StorageError::Timeout(message)) => {
+            assert!(message.contains("COMMIT was in flight"), "{message}")
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_ne!(
+        after, before,
+        "the server committed it (what `timeout` warns of)"
+    );
+}
+
+#[test]
+fn connection_lost_before_the_server_saw_commit_is_a_timeout_and_nothing_applied() {
+    let Some((result, before, after)) =
+        connection_cut_during_commit(CommitCut::BeforeTheServerSeesIt)
+    else {
+        return;
+    };
+    assert!(
+        matches!(result, Err(StorageError::Timeout(_))),
+        "expected a timeout, got {result:?}"
+    );
+    assert_eq!(after, before, "the server never saw COMMIT and rolled back");
 }
