@@ -22,9 +22,13 @@ grep -v '^per-call ' "$out"
 
 # Per-call lines: `per-call <host> write_us=<float> get_us=<float> calls=<n>`.
 lines=()
-rust=$(grep -m1 '^per-call rust ' "$out" || true)
-[[ -n $rust ]] && lines+=("$rust")
 notes=()
+rust=$(grep -m1 '^per-call rust ' "$out" || true)
+if [[ -n $rust ]]; then
+    lines+=("$rust")
+else
+    notes+=("rust: not measured in this run (P2 was not among BENCH_ONLY=${BENCH_ONLY:-})")
+fi
 
 python=target/python-venv/bin/python
 if [[ ! -f python/bench.py ]]; then
