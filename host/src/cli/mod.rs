@@ -175,7 +175,12 @@ fn prepare_store(url: &str) -> Result<()> {
 /// Opens the store behind `url` (a new connection each call).
 fn open_store(url: &str) -> Result<Box<dyn checkpoint_host::Storage>> {
     prepare_store(url)?;
-    checkpoint_host::storage::open_storage(url).with_context(|| format!("opening store {url}"))
+    checkpoint_host::storage::open_storage(url).with_context(|| {
+        format!(
+            "opening store {}",
+            checkpoint_host::storage::redact_url(url)
+        )
+    })
 }
 
 #[cfg(test)]

@@ -106,6 +106,26 @@ pub fn open_storage(url: &str) -> anyhow::Result<Box<dyn Storage>> {
     }
 }
 
+/// The URL with any password replaced by `***`, for messages and reports: a store URL may
+/// carry credentials (`postgres://user:secret@host/db`), and errors must not show them.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The userinfo ends at the last `@` before the path; a password may itself contain `@`.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => {
+                format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Checks a batch for repeated keys; shared by the backends so they refuse alike.
 pub(crate) fn check_distinct_keys(writes: &[Write]) -> Result<(), StorageError> {
     let mut keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
@@ -132,5 +152,23 @@ impl Storage for Box<dyn Storage> {
 
     fn list_keys(&mut self, prefix: &str) -> Result<Vec<String>, StorageError> {
         (**self).list_keys(prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_show_in_a_redacted_url() {
+        assert_eq!(
+            redact_url("postgres://u:pw@127.0.0.1:5/db?schema=x"),
+            "postgres://u:***@127.0.0.1:5/db?schema=x"
+        );
+        assert_eq!(redact_url("redis://:p@ss@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite:/tmp/a@b:c.db"), "sqlite:/tmp/a@b:c.db");
+        assert_eq!(redact_url("memory:"), "memory:");
     }
 }

@@ -130,7 +130,9 @@ impl Report {
         let _ = writeln!(
             t,
             "  data           {}",
-            self.db_path.as_deref().unwrap_or(&self.store)
+            self.db_path
+                .clone()
+                .unwrap_or_else(|| checkpoint_host::storage::redact_url(&self.store))
         );
         for example in self
             .ack_violation_examples
