@@ -349,6 +349,9 @@ struct InflightOutcome {
     storage_errors_while_down: u32,
     /// Storage errors by kind (unavailable, timed out, failed), whenever they happened.
     storage_errors: std::collections::BTreeMap<String, u32>,
+    /// The first whole message of each kind that is not a read, for the report: a commit cut
+    /// off in flight should say `timed out` (outcome unknown), not `unavailable`.
+    write_error_samples: std::collections::BTreeMap<String, String>,
     unexpected: Vec<String>,
     acks: Vec<Vec<String>>,
 }
@@ -425,9 +428,11 @@ fn inflight_writer(url: &str, signals: &InflightSignals) -> InflightOutcome {
                 break;
             }
             Err(Error::Checkpoint(CheckpointError::Storage(m))) => {
-                *out.storage_errors
-                    .entry(storage_error_kind(&m))
-                    .or_default() += 1;
+                let kind = storage_error_kind(&m);
+                if !kind.starts_with("reading") {
+                    out.write_error_samples.entry(kind.clone()).or_insert(m);
+                }
+                *out.storage_errors.entry(kind).or_default() += 1;
                 if down {
                     out.storage_errors_while_down += 1;
                 }
@@ -744,6 +749,9 @@ fn server_stops_mid_run(kind: ServerKind) {
         inflight.end,
         inflight.end,
     );
+    for message in inflight.write_error_samples.values() {
+        println!("server-faults {name}: inflight writer's write error: {message:?}");
+    }
     assert!(
         inflight.unexpected.is_empty(),
         "{name}: the inflight writer: {:#?}",
