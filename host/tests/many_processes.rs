@@ -5,9 +5,9 @@
 //! opens its own connection, checkpointer and driver with the epoch the parent gave it, reads
 //! the resume point and claims the stage (writes it back under its epoch, see [`claim`]), then
 //! feeds a deterministic source (message `n` follows from `n`) to the driver until the source
-//! ends or it is fenced (exit code [`FENCED_EXIT`]). It logs what it
-//! saw to a file of its own, one fact a line: resume points, durable checkpoints, acks (its
-//! consumer first checks each ack against the durable latest read on a second connection).
+//! ends or it is fenced (exit code [`FENCED_EXIT`]). It logs what it saw to a file of its own,
+//! one fact a line: resume points, durable checkpoints, acks (its consumer first checks each
+//! ack against the durable latest read on a second connection).
 //!
 //! The parent SIGKILLs workers at seeded random moments and restarts every worker that died or
 //! was fenced with the next epoch of its pair, so a restarted worker fences the stale one. When
@@ -15,8 +15,11 @@
 //! - no lost update: every durable checkpoint a worker was told of is in the retained history
 //!   (every checkpoint is retained) with the same offset and epoch, the final latest is the
 //!   source's end, and every acked message is below it;
-//! - no regression: the history's sequences and offsets grow and its epochs never decrease;
-//!   every resume point is at or past every checkpoint known durable when the worker started;
+//! - no regression: the history's sequences and offsets grow (a claim repeats the offset under
+//!   a newer epoch) and its epochs never decrease; every resume point is at or past every
+//!   checkpoint known durable when the worker started; no resume point comes from a fallback
+//!   (damaged data), except the counted read race described at `log_resume`;
+//! - no ack before durability: no worker's consumer saw an ack its durable latest did not cover;
 //! - stale writers fenced: fenced exits and fenced errors are counted; at least one per backend.
 //!
 //! `MANY_PROCESSES_SEED=n` replays a schedule of decisions (which worker is killed after which
