@@ -210,18 +210,28 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         check_id("stage", stage)?;
         let keys = self.keys(run_id, stage);
         let latest_key = keys.latest();
-        let first_damage = match self.read_latest(&keys, &latest_key) {
-            Ok(Some(stored)) => {
-                return Ok(Resume {
-                    point: resume_point_of(&stored.checkpoint),
-                    origin: ResumeOrigin::Latest,
-                });
+        // A peer may commit the stage's first checkpoint (its latest and retained copy in one
+        // commit) between the read of the latest and the listing: a missing latest beside
+        // retained copies is read once more before its absence counts as damage.
+        let mut reads = 0;
+        let (first_damage, mut retained) = loop {
+            reads += 1;
+            let damage = match self.read_latest(&keys, &latest_key) {
+                Ok(Some(stored)) => {
+                    return Ok(Resume {
+                        point: resume_point_of(&stored.checkpoint),
+                        origin: ResumeOrigin::Latest,
+                    });
+                }
+                Ok(None) => None,
+                Err(Error::Corrupt(damage)) => Some(damage),
+                Err(other) => return Err(other),
+            };
+            let retained = self.retained_keys(&keys)?;
+            if damage.is_some() || retained.is_empty() || reads == 2 {
+                break (damage, retained);
             }
-            Ok(None) => None,
-            Err(Error::Corrupt(damage)) => Some(damage),
-            Err(other) => return Err(other),
         };
-        let mut retained = self.retained_keys(&keys)?;
         if first_damage.is_none() && retained.is_empty() {
             return Ok(Resume {
                 point: ResumePoint {

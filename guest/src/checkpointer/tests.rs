@@ -484,3 +484,50 @@ fn a_write_after_another_writer_moved_the_stage_lists_again() {
         .collect();
     assert_eq!(history, [2, 3]);
 }
+
+/// A store whose first `list-keys` sees a peer's commit that landed just after the latest was
+/// read: the race between `resume_point`'s two reads and a stage's first write.
+struct PeerCommitsBeforeFirstList {
+    current: MemoryStorage,
+    after_first_list: Option<MemoryStorage>,
+}
+
+impl Storage for PeerCommitsBeforeFirstList {
+    fn get(&mut self, key: &str) -> Result<crate::model::Lookup, StorageError> {
+        self.current.get(key)
+    }
+
+    fn commit(
+        &mut self,
+        writes: &[crate::model::Write],
+    ) -> Result<crate::model::CommitOutcome, StorageError> {
+        self.current.commit(writes)
+    }
+
+    fn list_keys(&mut self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        if let Some(peer_state) = self.after_first_list.take() {
+            self.current = peer_state;
+        }
+        self.current.list_keys(prefix)
+    }
+}
+
+#[test]
+fn a_first_write_racing_resume_point_is_read_as_the_latest_not_as_damage() {
+    let mut peer = open(3);
+    peer.write(&at(1, 10), &ids(&["m"])).unwrap();
+    let storage = PeerCommitsBeforeFirstList {
+        current: MemoryStorage::default(),
+        after_first_list: Some(peer.storage_mut().clone()),
+    };
+    let options = Options {
+        namespace: "ns".into(),
+        max_retained: 3,
+        max_checkpoint_bytes: 4096,
+    };
+    let mut c = Checkpointer::open(options, storage, RecordingConsumer::default()).unwrap();
+    let resume = c.resume_point("run", "stage").unwrap();
+    assert_eq!(resume.origin, ResumeOrigin::Latest);
+    assert_eq!(resume.point.sequence, 1);
+    assert_eq!(resume.point.watermark.offset, 10);
+}
