@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Prints one table of what the suite has shown: conformance cases per backend, crash schedules,
-# concurrency rounds, fuzzing, bad inputs, and violations (which must be 0).
+# concurrency rounds, worker processes killed at random and server outages (on real PostgreSQL
+# and Redis servers started by scripts/with-test-servers.sh), fuzzing, bad inputs, and
+# violations (which must be 0).
 #
 #   scripts/reliability.sh            # CRASH_SCHEDULES=10000, FUZZ_SECONDS=0 (no fuzzing)
 #   (`make reliability` runs it; fuzzing needs rustup's nightly, see scripts/fuzz.sh)
@@ -17,8 +19,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 status=0
-CRASH_SCHEDULES=$schedules cargo test --release ${CKPT_CARGO_FLAGS:-} -p checkpoint-host \
-    --test conformance --test crash_schedules --test concurrency -- --nocapture >"$log" 2>&1 || status=$?
+CRASH_SCHEDULES=$schedules bash scripts/with-test-servers.sh \
+    cargo test --release ${CKPT_CARGO_FLAGS:-} -p checkpoint-host --test conformance \
+    --test crash_schedules --test concurrency --test many_processes --test server_faults \
+    -- --nocapture >"$log" 2>&1 || status=$?
 
 conformance=$(grep -m1 '^conformance:' "$log" || echo 'conformance: not run')
 crash=$(grep -m1 '^crash schedules:' "$log" || echo 'crash schedules: not run')
@@ -38,22 +42,28 @@ fi
 
 # Figures from the summary lines the tests print.
 passed=$(sed -nE 's/^conformance: ([0-9]+) of ([0-9]+) passed.*/\1 of \2/p' <<<"$conformance")
-per_backend=$(sed -nE 's/.*\(([0-9]+) cases x ([0-9]+) backends.*/\1 cases on each of \2 backends (memory, sqlite, freezing)/p' <<<"$conformance")
+per_backend=$(sed -nE 's/.*\(([0-9]+) cases x ([0-9]+) backends.*/\1 cases on each of \2 backends/p' <<<"$conformance")
 bad_inputs=$(sed -nE 's/.* ([0-9]+) bad inputs answered.*/\1/p' <<<"$conformance")
 crash_run=$(sed -nE 's/^crash schedules: ([0-9]+) run, ([0-9]+) crashes, ([0-9]+) violations.*/\1 schedules, \2 crashes/p' <<<"$crash")
 crash_violations=$(sed -nE 's/.* ([0-9]+) violations.*/\1/p' <<<"$crash")
-rounds=$(sed -nE 's/^concurrency: ([0-9]+) rounds, ([0-9]+) lost updates.*/\1 rounds (2-8 writers, memory + sqlite) + 4 writer processes/p' <<<"$concurrency")
+rounds=$(sed -nE 's/^concurrency: ([0-9]+) rounds, ([0-9]+) lost updates.*/\1 rounds of 2-8 writers + 4 writer processes per store/p' <<<"$concurrency")
 lost=$(sed -nE 's/.* ([0-9]+) lost updates.*/\1/p' <<<"$concurrency")
+# One line per store: "many-processes B: ... kills K, ... fenced F exits ..., lost L, regressions R".
+processes=$(sed -nE 's/^many-processes ([a-z]+): .*kills ([0-9]+).*fenced ([0-9]+) exits.*lost ([0-9]+), regressions ([0-9]+).*/\1: \2 kills, \3 fenced, \4 lost, \5 regressions/p' "$log" | paste -sd ';' | sed 's/;/; /g')
+process_damage=$(sed -nE 's/^many-processes [a-z]+: .*lost ([0-9]+), regressions ([0-9]+).*/\1 \2/p' "$log" | awk '{n += $1 + $2} END {print NR ? n : 1}')
+outages=$(sed -nE 's/^server-faults ([a-z]+): outage: ([0-9]+) writes attempted, ([0-9]+) failed as storage errors.*acks during outage ([0-9]+).*/\1: \3 of \2 writes failed as storage, \4 acks/p' "$log" | paste -sd ';' | sed 's/;/; /g')
 
 printf '\n%-22s %s\n' "check" "result"
 printf '%-22s %s\n' "----------------------" "------------------------------------------------------------"
 printf '%-22s %s\n' "conformance" "${passed:-?} passed; ${per_backend:-?}"
 printf '%-22s %s\n' "crash schedules" "${crash_run:-?}"
 printf '%-22s %s\n' "concurrency" "${rounds:-?}"
+printf '%-22s %s\n' "killed processes" "${processes:-?}"
+printf '%-22s %s\n' "server outages" "${outages:-?}"
 printf '%-22s %s\n' "fuzzing" "$fuzz"
 printf '%-22s %s\n' "bad inputs" "${bad_inputs:-?} answered with a named error (no panic, trap or silent success)"
-violations=$(( ${crash_violations:-1} + ${lost:-1} ))
-printf '%-22s %s\n' "violations" "$violations (crash-schedule violations + lost updates)"
+violations=$(( ${crash_violations:-1} + ${lost:-1} + ${process_damage:-1} ))
+printf '%-22s %s\n' "violations" "$violations (crash-schedule violations + lost updates + losses and regressions of killed processes)"
 if ((status != 0 || violations != 0)); then
     echo "reliability: FAILED (test exit $status); log follows" >&2
     cat "$log" >&2
