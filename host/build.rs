@@ -1,11 +1,16 @@
-//! Locates the guest component that the library embeds with `include_bytes!`.
+//! Locates the guest component that the library embeds with `include_bytes!`, and computes
+//! its SHA-256 (the artifact cache key) here so that a cold start does not hash it again.
 //!
 //! The component is built by `make build` into `<workspace>/target/checkpoint.wasm`;
 //! `CKPT_COMPONENT_WASM` overrides the path (an absolute path, or one relative to this crate).
+//! The script copies it into `OUT_DIR` and hashes that same read, so the embedded bytes and
+//! their digest cannot come from two different builds of the component.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::exit;
+
+use sha2::{Digest as _, Sha256};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -31,7 +36,21 @@ fn main() {
             wasm.display()
         ));
     }
-    println!("cargo:rustc-env=CKPT_COMPONENT_WASM={}", wasm.display());
+    let bytes = std::fs::read(&wasm)
+        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", wasm.display())));
+    let out_dir = match env::var_os("OUT_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => fail("OUT_DIR is not set: build this crate with cargo"),
+    };
+    let embedded = out_dir.join("checkpoint.wasm");
+    std::fs::write(&embedded, &bytes)
+        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", embedded.display())));
+    println!("cargo:rustc-env=CKPT_COMPONENT_WASM={}", embedded.display());
+    let digest: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!("cargo:rustc-env=CKPT_COMPONENT_SHA256={digest}");
 
     // The artifact cache is keyed by the wasmtime version; Cargo.lock is where it is pinned.
     let lock = workspace_dir.join("Cargo.lock");

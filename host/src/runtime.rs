@@ -29,6 +29,10 @@ use crate::storage::Storage;
 /// The guest component, embedded at build time (see `build.rs`).
 static COMPONENT: &[u8] = include_bytes!(env!("CKPT_COMPONENT_WASM"));
 
+/// SHA-256 of [`COMPONENT`] in hex (the artifact cache key), computed by `build.rs` over the
+/// same bytes it embeds: hashing them here took 150-220 us of every cold start.
+const COMPONENT_SHA256: &str = env!("CKPT_COMPONENT_SHA256");
+
 /// The wasmtime version the artifact cache is keyed by (from Cargo.lock, see `build.rs`).
 const WASMTIME_VERSION: &str = env!("CKPT_WASMTIME_VERSION");
 
@@ -125,7 +129,7 @@ impl Runtime {
     /// Builds an engine with `config`, loads the embedded component (from the artifact cache
     /// when a valid entry exists, compiling and caching it otherwise) and links its imports.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
-        Runtime::with_component(config, COMPONENT)
+        Runtime::start(config, COMPONENT, Some(COMPONENT_SHA256))
     }
 
     /// Like [`Runtime::new`], but runs `component` (the bytes of a `.wasm` component) instead
@@ -134,6 +138,16 @@ impl Runtime {
     /// it gets the same sandbox (deadline, memory limit, empty WASI) as the embedded one.
     /// The artifact cache keys entries by the component's hash, so components never share one.
     pub fn with_component(config: RuntimeConfig, component: &[u8]) -> anyhow::Result<Runtime> {
+        Runtime::start(config, component, None)
+    }
+
+    /// `digest`: the component's SHA-256 in hex when it is known already (the embedded one);
+    /// otherwise it is computed, and only if there is a cache directory to key.
+    fn start(
+        config: RuntimeConfig,
+        component: &[u8],
+        digest: Option<&str>,
+    ) -> anyhow::Result<Runtime> {
         anyhow::ensure!(
             !config.call_deadline.is_zero(),
             "call_deadline must be positive"
@@ -155,7 +169,7 @@ impl Runtime {
 
         let cache_dir = config.cache_dir.clone().or_else(default_cache_dir);
         let (component, source, artifact_path) =
-            load_component(&engine, component, cache_dir.as_deref())?;
+            load_component(&engine, component, digest, cache_dir.as_deref())?;
         check_fits_pool(&component, &config)?;
 
         let mut linker = Linker::<HostState>::new(&engine);
@@ -352,14 +366,18 @@ fn empty_wasi_ctx() -> WasiCtx {
 // ---------------------------------------------------------------------------------------------
 // Artifact cache
 
-/// Header of a cache file; the artifact's CRC32C (little-endian) follows it, then the
-/// artifact. Version 1 held a SHA-256 instead: verifying it took about a third of a cold
-/// start, and the checksum only has to catch damage (the directory is trusted, see
-/// `read_cached`). A version 1 entry fails the header check and is recompiled once.
-const CACHE_MAGIC: &[u8; 12] = b"ckpt-cwasm2\n";
+/// A cache file is the artifact exactly as `Component::serialize` wrote it, then this magic,
+/// then the artifact's CRC32C (little-endian). A trailer rather than a header, so that wasmtime
+/// can map the file itself (`Component::deserialize_file`): copying the artifact into fresh
+/// memory was most of a cold start. Version 1 (a header with a SHA-256) and version 2 (a
+/// header with the CRC32C) lack this trailer, so they fail the check and are recompiled once.
+const CACHE_MAGIC: &[u8; 12] = b"ckpt-cwasm3\n";
 
 /// Bytes of the checksum after [`CACHE_MAGIC`].
 const CACHE_CHECKSUM_LEN: usize = 4;
+
+/// Bytes of the trailer: [`CACHE_MAGIC`] and the checksum.
+const CACHE_TRAILER_LEN: usize = CACHE_MAGIC.len() + CACHE_CHECKSUM_LEN;
 
 fn default_cache_dir() -> Option<PathBuf> {
     let non_empty = |name: &str| {
@@ -376,15 +394,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The cache file name: the component's digest, the wasmtime version, and a hash of the
-/// engine settings that affect compiled code (so two configurations never fight over one
+/// The cache file name: the component's SHA-256 (hex), the wasmtime version, and a hash of
+/// the engine settings that affect compiled code (so two configurations never fight over one
 /// entry; the hash also covers the wasmtime version).
-fn cache_file_name(engine: &Engine, component: &[u8]) -> String {
+fn cache_file_name(engine: &Engine, component_sha256: &str) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     format!(
-        "{}-wasmtime-{WASMTIME_VERSION}-{:016x}.cwasm",
-        hex(&Sha256::digest(component)),
+        "{component_sha256}-wasmtime-{WASMTIME_VERSION}-{:016x}.cwasm",
         hasher.finish()
     )
 }
@@ -392,9 +409,16 @@ fn cache_file_name(engine: &Engine, component: &[u8]) -> String {
 fn load_component(
     engine: &Engine,
     bytes: &[u8],
+    digest: Option<&str>,
     cache_dir: Option<&Path>,
 ) -> anyhow::Result<(Component, ArtifactSource, Option<PathBuf>)> {
-    let path = cache_dir.map(|dir| dir.join(cache_file_name(engine, bytes)));
+    let path = cache_dir.map(|dir| {
+        let name = match digest {
+            Some(digest) => cache_file_name(engine, digest),
+            None => cache_file_name(engine, &hex(&Sha256::digest(bytes))),
+        };
+        dir.join(name)
+    });
     if let Some(path) = &path {
         match read_cached(engine, path) {
             Ok(Some(component)) => {
@@ -432,28 +456,34 @@ fn read_cached(engine: &Engine, path: &Path) -> anyhow::Result<Option<Component>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).context("cannot read the cache entry"),
     };
-    let rest = file
-        .strip_prefix(CACHE_MAGIC.as_slice())
-        .context("the cache entry has no header")?;
+    let artifact_len = file
+        .len()
+        .checked_sub(CACHE_TRAILER_LEN)
+        .context("the cache entry is truncated")?;
+    let (artifact, trailer) = file.split_at(artifact_len);
+    let (magic, checksum) = trailer.split_at(CACHE_MAGIC.len());
     anyhow::ensure!(
-        rest.len() >= CACHE_CHECKSUM_LEN,
-        "the cache entry is truncated"
+        magic == CACHE_MAGIC.as_slice(),
+        "the cache entry has no trailer of this format"
     );
-    let (checksum, artifact) = rest.split_at(CACHE_CHECKSUM_LEN);
     anyhow::ensure!(
         crc32c::crc32c(artifact).to_le_bytes().as_slice() == checksum,
         "the cache entry's checksum does not match its contents"
     );
-    // SAFETY: `Component::deserialize` trusts its input to be an artifact produced by
-    // `Component::serialize` with a compatible engine. These bytes are exactly what
-    // `write_cached` wrote from `Component::serialize` (the CRC32C written beside them
-    // matches, so they are neither truncated nor damaged), and wasmtime itself rejects an
-    // artifact from another wasmtime version or engine configuration. The cache directory is
-    // trusted like the executable: whoever can write it could also replace this program.
-    // We read into memory rather than mmap the file, so a later change to the file cannot
-    // alter the verified bytes.
+    drop(file);
+    // SAFETY: `Component::deserialize_file` trusts the file to hold an artifact produced by
+    // `Component::serialize` with a compatible engine, and to stay unchanged while mapped.
+    // The file was just read whole and its CRC32C matches, so it is exactly what
+    // `write_cached` wrote (neither truncated nor damaged); wasmtime itself rejects an artifact
+    // from another wasmtime version or engine configuration, and ignores the trailer (it reads
+    // the artifact's sections by their recorded offsets). Entries are never changed in place:
+    // `write_cached` renames a complete, synced file over the path, so one mapped here (even a
+    // newer one renamed in since the read) was complete when it arrived, and holds the same
+    // artifact (the name keys the component and the engine settings). The cache directory is
+    // trusted like the executable: whoever can write it in place could also replace this
+    // program; the checksum is there to catch damage, not an attacker.
     #[allow(unsafe_code)]
-    let component = unsafe { Component::deserialize(engine, artifact) }
+    let component = unsafe { Component::deserialize_file(engine, path) }
         .map_err(anyhow::Error::from)
         .context("wasmtime refused the cached artifact")?;
     Ok(Some(component))
@@ -479,9 +509,9 @@ fn write_cached(component: &Component, path: &Path) -> anyhow::Result<()> {
     ));
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
+        file.write_all(&artifact)?;
         file.write_all(CACHE_MAGIC)?;
         file.write_all(&crc32c::crc32c(&artifact).to_le_bytes())?;
-        file.write_all(&artifact)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
         fs::File::open(dir)?.sync_all()
@@ -750,5 +780,66 @@ impl consumer::Host for HostState {
             tracing::warn!(count, error = %message, "consumer ack failed; the checkpoint stays durable");
         }
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_time_digest_is_the_sha256_of_the_embedded_component() {
+        assert_eq!(COMPONENT_SHA256, hex(&Sha256::digest(COMPONENT)));
+    }
+
+    /// Only an entry `write_cached` wrote is mapped: anything else is refused (and so
+    /// recompiled), even a valid wasmtime artifact whose integrity nothing vouches for.
+    #[test]
+    fn cache_entries_of_other_formats_are_refused() {
+        let config = RuntimeConfig {
+            max_instances: 1,
+            ..RuntimeConfig::default()
+        };
+        let engine = Engine::new(&engine_config(&config).expect("config")).expect("engine");
+        let component = Component::new(&engine, COMPONENT).expect("compile");
+        let artifact = component.serialize().expect("serialize");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let entry = |name: &str, parts: &[&[u8]]| {
+            let path = dir.path().join(name);
+            fs::write(&path, parts.concat()).expect("write entry");
+            path
+        };
+        let checksum = crc32c::crc32c(&artifact).to_le_bytes();
+
+        let good = dir.path().join("good.cwasm");
+        write_cached(&component, &good).expect("write entry");
+        assert!(matches!(read_cached(&engine, &good), Ok(Some(_))));
+        assert!(matches!(
+            read_cached(&engine, &dir.path().join("absent.cwasm")),
+            Ok(None)
+        ));
+
+        let refused = [
+            // A bare artifact, as `wasmtime compile` or another program would write it.
+            entry("bare.cwasm", &[&artifact]),
+            // The previous format: magic and checksum in front of the artifact.
+            entry("v2.cwasm", &[b"ckpt-cwasm2\n", &checksum, &artifact]),
+            // The trailer cut short.
+            entry("cut.cwasm", &[&artifact, CACHE_MAGIC, &checksum[..2]]),
+            // A trailer whose checksum is not the artifact's.
+            entry("other.cwasm", &[&artifact, CACHE_MAGIC, &[0, 0, 0, 0]]),
+            // The trailer alone.
+            entry(
+                "empty.cwasm",
+                &[CACHE_MAGIC, &crc32c::crc32c(b"").to_le_bytes()],
+            ),
+        ];
+        for path in refused {
+            assert!(
+                read_cached(&engine, &path).is_err(),
+                "{} was accepted",
+                path.display()
+            );
+        }
     }
 }
