@@ -173,9 +173,14 @@ impl Runtime {
         check_fits_pool(&component, &config)?;
 
         let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("cannot link WASI for the component")?;
+        // The real guest imports no WASI, and linking all of it (about 100 functions) was most
+        // of the linking cost of a cold start; a component that imports any of it (a custom
+        // build, a hostile stand-in) gets all of it, with the same empty context.
+        if imports_wasi(&engine, &component) {
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                .map_err(anyhow::Error::from)
+                .context("cannot link WASI for the component")?;
+        }
         CheckpointComponent::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("cannot link the component's storage and consumer imports")?;
@@ -350,6 +355,14 @@ fn check_fits_pool(component: &Component, config: &RuntimeConfig) -> anyhow::Res
         );
     }
     Ok(())
+}
+
+/// Whether `component` imports any WASI interface (`wasi:` package names).
+fn imports_wasi(engine: &Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("wasi:"))
 }
 
 /// No preopens, no environment, no arguments, no network: a component built with a WASI
