@@ -377,12 +377,19 @@ fn p1_durable_write(
         .append(true)
         .open(dir.join("p1-wal-like.log"))?;
     let frames = vec![0x5au8; 2 * (24 + 4096)];
-    let warmup = 50;
+    // SQLite's WAL file grows until its first checkpoint (about 500 commits here) and is then
+    // rewritten from its start. On this disk a sync after appending new blocks costs far more
+    // than one after overwriting blocks, so the two phases are timed apart: a new database
+    // (writes 11-500) and the steady state a long-running pipeline lives in (after 600).
+    let growth = 11..=500u64;
+    let steady_from = 601u64;
     let mut component = Vec::with_capacity(samples);
     let mut baseline = Vec::with_capacity(samples);
-    let mut wal_baseline = Vec::with_capacity(samples);
+    let mut growth_component = Vec::new();
+    let mut growth_baseline = Vec::new();
+    let mut growth_wal_like = Vec::new();
     let mut encoded_len = 0;
-    for sequence in 1..=(warmup + samples) as u64 {
+    for sequence in 1..steady_from + samples as u64 {
         let checkpoint = small_checkpoint("p1", sequence);
         let bytes = checkpoint_guest::codec::encode(&to_native(&checkpoint))?;
         encoded_len = bytes.len();
@@ -394,22 +401,29 @@ fn p1_durable_write(
         let start = Instant::now();
         append_durably(&mut raw, &bytes)?;
         let append = nanos(start.elapsed());
-        let start = Instant::now();
-        wal_like.write_all(&frames)?;
-        wal_like.sync_all()?;
-        let wal_append = nanos(start.elapsed());
-        if sequence > warmup as u64 {
+        if growth.contains(&sequence) {
+            let start = Instant::now();
+            wal_like.write_all(&frames)?;
+            wal_like.sync_all()?;
+            growth_wal_like.push(nanos(start.elapsed()));
+            growth_component.push(write);
+            growth_baseline.push(append);
+        } else if sequence >= steady_from {
             component.push(write);
             baseline.push(append);
-            wal_baseline.push(wal_append);
         }
     }
-    let (component, baseline, wal_baseline) =
-        (Samples(component), Samples(baseline), Samples(wal_baseline));
+    let (component, baseline) = (Samples(component), Samples(baseline));
+    let (growth_component, growth_baseline, growth_wal_like) = (
+        Samples(growth_component),
+        Samples(growth_baseline),
+        Samples(growth_wal_like),
+    );
     table.row(
         "P1",
         &format!(
-            "durable write, SQLite (WAL, synchronous=FULL), {encoded_len} B, p50 [{} samples]",
+            "durable write, SQLite (WAL, synchronous=FULL), {encoded_len} B, steady state, \
+             p50 [{} samples]",
             component.len()
         ),
         us(component.p50()),
@@ -418,20 +432,37 @@ fn p1_durable_write(
     );
     table.row(
         "P1",
-        "durable write, SQLite, p99",
+        "durable write, SQLite, steady state, p99",
         us(component.p99()),
         format!("raw append+fdatasync {}", us(baseline.p99())),
         verdict(component.p99() / baseline.p99(), 1.15, true),
     );
     table.row(
         "P1",
-        "  bound: raw append of 2 WAL frames (8240 B) + fsync, p50 (p99)",
-        format!("{} ({})", us(wal_baseline.p50()), us(wal_baseline.p99())),
+        &format!(
+            "  new database (WAL file still growing), p50 [{} samples]",
+            growth_component.len()
+        ),
+        us(growth_component.p50()),
+        format!("raw append+fdatasync {}", us(growth_baseline.p50())),
+        format!(
+            "{:.2}x (no target)",
+            growth_component.p50() / growth_baseline.p50()
+        ),
+    );
+    table.row(
+        "P1",
+        "  its bound: append of 2 WAL frames (8240 B) + fsync, p50 (p99)",
+        format!(
+            "{} ({})",
+            us(growth_wal_like.p50()),
+            us(growth_wal_like.p99())
+        ),
         format!(
             "SQLite write is {:.2}x this",
-            component.p50() / wal_baseline.p50()
+            growth_component.p50() / growth_wal_like.p50()
         ),
-        "(no target: what SQLite must do)".into(),
+        "(what SQLite must do while its WAL grows)".into(),
     );
     Ok(())
 }
