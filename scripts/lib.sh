@@ -55,3 +55,22 @@ tool_version() {
     [[ -x $1 ]] || return 0
     "$1" --version 2>/dev/null | awk 'NR==1 {print $2}'
 }
+
+# True when PORT on loopback accepts connections (someone listens there).
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# A port nobody listens on now, above the well-known range and the servers'
+# default ports (for the test servers of scripts/{postgres,redis}-server.sh).
+pick_port() {
+    local port tries
+    for ((tries = 0; tries < 200; tries++)); do
+        port=$((20000 + RANDOM % 40000))
+        if ! port_in_use "$port"; then
+            echo "$port"
+            return
+        fi
+    done
+    die "found no free port on 127.0.0.1 after 200 tries"
+}

@@ -70,24 +70,6 @@ install_postgres() {
     fi
 }
 
-# True when PORT on loopback accepts connections (someone listens there).
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# A port nobody listens on now, away from the well-known range and from 5432.
-pick_port() {
-    local port tries
-    for ((tries = 0; tries < 200; tries++)); do
-        port=$((20000 + RANDOM % 40000))
-        if ! port_in_use "$port"; then
-            echo "$port"
-            return
-        fi
-    done
-    die "found no free port on 127.0.0.1 after 200 tries"
-}
-
 url() {
     echo "postgres://$SUPERUSER@127.0.0.1:$1/$DATABASE"
 }
@@ -112,7 +94,7 @@ init_cluster() {
     fi
     log "creating a cluster in $dir/data"
     (cd "$dir" && as_server_user "$bindir/initdb" -D "$dir/data" -U "$SUPERUSER" --auth=trust \
-        -E UTF8 --locale=C >&2)
+        -E UTF8 --locale=C --data-checksums >&2)
     sockets=$(socket_dir "$dir")
     if [[ -n $sockets ]]; then
         as_server_user mkdir -p "$sockets"

@@ -41,24 +41,6 @@ install_redis() {
     command -v redis-cli >/dev/null 2>&1 || die "redis-cli missing after installing redis-server"
 }
 
-# True when PORT on loopback accepts connections (someone listens there).
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# A port nobody listens on now, away from the well-known range and from 6379.
-pick_port() {
-    local port tries
-    for ((tries = 0; tries < 200; tries++)); do
-        port=$((20000 + RANDOM % 40000))
-        if ! port_in_use "$port"; then
-            echo "$port"
-            return
-        fi
-    done
-    die "found no free port on 127.0.0.1 after 200 tries"
-}
-
 # The pid of DIR's server when it runs, else nothing.
 running_pid() {
     local dir=$1 pid
