@@ -118,16 +118,24 @@ fn unreachable_server_fails_open_with_host_and_port_but_no_password() {
 #[test]
 fn cli_prints_the_unreachable_server() {
     let port = closed_port();
-    let url = format!("postgres://ckpt@127.0.0.1:{port}/ckpt?connect_timeout_ms=2000");
+    let url = format!("postgres://ckpt:hunter2@127.0.0.1:{port}/ckpt?connect_timeout_ms=2000");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ckpt"))
         .args(["--store", &url, "get", "--run", "r", "--stage", "s"])
         .output()
         .expect("run ckpt");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "ckpt succeeded without a server");
+    assert_eq!(
+        out.status.code(),
+        Some(9),
+        "an unreachable store exits with the storage code: {stderr}"
+    );
     assert!(
         stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("cannot connect"),
         "ckpt says which server it could not reach: {stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "ckpt shows the password: {stderr}"
     );
 }
 

@@ -80,9 +80,24 @@ fn unreachable_server_is_refused_at_once_naming_it_without_the_password() {
     );
     assert!(text.contains("unavailable"), "says what is wrong: {text}");
     assert!(!text.contains("s3cret-pw"), "shows the password: {text}");
-    // The same through the URL front door.
+    // The same through the URL front door, marked as an outage (the CLI exits 9 for it).
     let err = open_storage(&url).err().expect("nothing listens there");
     assert!(!format!("{err:#}").contains("s3cret-pw"));
+    assert!(
+        err.chain()
+            .any(|cause| cause.is::<checkpoint_host::storage::Unreachable>()),
+        "an unreachable server is an outage: {err:#}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ckpt"))
+        .args(["--store", &url, "get", "--run", "r", "--stage", "s"])
+        .output()
+        .expect("run ckpt");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "storage exit code: {stderr}");
+    assert!(
+        !stderr.contains("s3cret-pw"),
+        "ckpt shows the password: {stderr}"
+    );
 }
 
 #[test]

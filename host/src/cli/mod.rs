@@ -148,10 +148,21 @@ fn execute(cli: Cli, out: &Output) -> Result<()> {
     }
 }
 
-/// Component errors carry their own code (3 to 10); a failed report its own; the rest is 1.
+/// Component errors carry their own code (3 to 10); a failed report its own; a store whose
+/// server cannot be reached the `storage` code (9); the rest is 1.
 fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(failure) = err.downcast_ref::<Failure>() {
         return failure.code;
+    }
+    if err
+        .chain()
+        .any(|cause| cause.is::<checkpoint_host::storage::Unreachable>())
+    {
+        // The code of the `storage` error case: an outage, whether at open or on a call.
+        let storage = checkpoint_host::Error::Checkpoint(
+            checkpoint_host::CheckpointError::Storage(String::new()),
+        );
+        return u8::try_from(storage.exit_code()).unwrap_or(1);
     }
     match output::checkpoint_error(err) {
         Some(e) => u8::try_from(e.exit_code()).unwrap_or(1),

@@ -106,6 +106,13 @@ pub fn open_storage(url: &str) -> anyhow::Result<Box<dyn Storage>> {
     }
 }
 
+/// Why opening a shared store failed when its server could not be reached (refused, timed
+/// out, gone): an outage, not a wrong URL or a refused login. Retry later. Found in the error
+/// chain of [`open_storage`]; the CLI exits with the `storage` code (9) for it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
+
 /// The URL with any password replaced by `***`, for messages and reports: a store URL may
 /// carry credentials (`postgres://user:secret@host/db`), and errors must not show them.
 pub fn redact_url(url: &str) -> String {

@@ -126,10 +126,15 @@ impl PostgresStorage {
         };
         // One direct connection, outside the pool: it fails as soon as the server refuses
         // (the pool would keep retrying until its timeout), with the precise error.
-        let mut client = manager
-            .inner
-            .connect()
-            .map_err(|e| anyhow::anyhow!("cannot connect to {target}: {}", describe(&e)))?;
+        let mut client = manager.inner.connect().map_err(|e| {
+            let message = format!("cannot connect to {target}: {}", describe(&e));
+            // A server's answer (a refused login, a missing database) is not an outage.
+            if e.as_db_error().is_some() {
+                anyhow::anyhow!(message)
+            } else {
+                anyhow::Error::new(super::Unreachable(message))
+            }
+        })?;
         check_session(&mut client).with_context(|| format!("{target} cannot hold the store"))?;
         migrate(&mut client, &settings.schema)
             .with_context(|| format!("cannot prepare the store's schema on {target}"))?;

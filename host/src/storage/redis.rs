@@ -357,10 +357,10 @@ impl RedisStorage {
             if e.code().is_some() || e.kind() == ErrorKind::AuthenticationFailed {
                 anyhow::anyhow!("Redis at {server} refused the connection: {e}")
             } else {
-                anyhow::anyhow!(
+                anyhow::Error::new(super::Unreachable(format!(
                     "Redis at {server} is unavailable: {e} (connect timeout {} ms)",
                     settings.connect_timeout.as_millis()
-                )
+                )))
             }
         })?;
         check_durability(&mut first.inner, &server, settings.durability)?;
