@@ -24,32 +24,6 @@ mod common;
 
 const ATTEMPTS: u32 = 25;
 
-/// `url` with `prefix=` set to a name unique to this process, time and call: a fresh store.
-fn with_fresh_prefix(url: &str, what: &str) -> String {
-    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let pid = std::process::id();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}prefix={what}-{pid}-{nanos}-{n}")
-}
-
-/// `url` with `schema=` set to a name unique to this process, time and call: a fresh store.
-fn with_fresh_schema(url: &str, what: &str) -> String {
-    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let pid = std::process::id();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}schema={what}_{pid}_{nanos}_{n}")
-}
-
 fn options() -> Options {
     Options {
         namespace: "race".into(),
@@ -204,7 +178,7 @@ fn concurrent_writers_lose_no_update_and_stale_epochs_are_fenced() {
         rounds += 2;
 
         if let Some(url) = &redis_url {
-            let url = with_fresh_prefix(url, "race");
+            let url = common::fresh_store_url(common::ServerKind::Redis, url, "race");
             let (written, fenced) = race(
                 "redis",
                 || Box::new(RedisStorage::open(&url).expect("open redis")) as Box<dyn Storage>,
@@ -215,7 +189,7 @@ fn concurrent_writers_lose_no_update_and_stale_epochs_are_fenced() {
         }
 
         if let Some(url) = &postgres_url {
-            let url = with_fresh_schema(url, "race");
+            let url = common::fresh_store_url(common::ServerKind::Postgres, url, "race");
             let (written, fenced) = race(
                 "postgres",
                 || {
@@ -271,7 +245,7 @@ fn writer_processes_on_one_redis_store_lose_no_update() {
     let Some(url) = common::shared_server_url(common::ServerKind::Redis, "writer processes") else {
         return;
     };
-    let url = with_fresh_prefix(&url, "race-processes");
+    let url = common::fresh_store_url(common::ServerKind::Redis, &url, "race_processes");
     // Write the schema marker before the processes start, so they only race on checkpoints.
     drop(RedisStorage::open(&url).expect("open redis"));
     writer_processes("redis", &url);
@@ -286,7 +260,7 @@ fn writer_processes_on_one_postgres_store_lose_no_update() {
     else {
         return;
     };
-    let url = with_fresh_schema(&url, "race_processes");
+    let url = common::fresh_store_url(common::ServerKind::Postgres, &url, "race_processes");
     // Create the schema before the processes start, so they only race on checkpoints.
     drop(PostgresStorage::open(&url).expect("open postgres"));
     writer_processes("postgres", &url);

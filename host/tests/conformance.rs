@@ -87,7 +87,12 @@ fn backend(name: &str) -> Backend {
         "redis" => {
             let url = common::shared_server_url(common::ServerKind::Redis, "conformance")
                 .expect("redis is listed only when its server runs");
-            let store = RedisStorage::open(&with_fresh_prefix(&url)).expect("open redis");
+            let store = RedisStorage::open(&common::fresh_store_url(
+                common::ServerKind::Redis,
+                &url,
+                "conformance",
+            ))
+            .expect("open redis");
             Backend {
                 name: "redis",
                 open: Box::new(move || Box::new(store.clone())),
@@ -99,7 +104,12 @@ fn backend(name: &str) -> Backend {
         "postgres" => {
             let url = common::shared_server_url(common::ServerKind::Postgres, "conformance")
                 .expect("postgres is listed only when its server runs");
-            let store = PostgresStorage::open(&with_fresh_schema(&url)).expect("open postgres");
+            let store = PostgresStorage::open(&common::fresh_store_url(
+                common::ServerKind::Postgres,
+                &url,
+                "conformance",
+            ))
+            .expect("open postgres");
             Backend {
                 name: "postgres",
                 open: Box::new(move || Box::new(store.clone())),
@@ -109,32 +119,6 @@ fn backend(name: &str) -> Backend {
         }
         other => panic!("unknown backend {other}"),
     }
-}
-
-/// `url` with `prefix=` set to a name unique to this process, time and call.
-fn with_fresh_prefix(url: &str) -> String {
-    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let pid = std::process::id();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}prefix=conformance-{pid}-{nanos}-{n}")
-}
-
-/// `url` with `schema=` set to a name unique to this process, time and call.
-fn with_fresh_schema(url: &str) -> String {
-    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let pid = std::process::id();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}schema=conformance_{pid}_{nanos}_{n}")
 }
 
 /// The backends every case is played on. Server backends join when their shared server runs

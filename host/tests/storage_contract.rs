@@ -371,37 +371,21 @@ fn sqlite() -> Option<(Box<dyn Storage>, tempfile::TempDir)> {
     Some((Box::new(storage), dir))
 }
 
-/// A fresh, empty store on the shared Redis server: its own key prefix (process, time, count).
+/// A fresh, empty store on the shared Redis server: a key prefix of its own.
 fn redis() -> Option<(Box<dyn Storage>, ())> {
-    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let url = common::shared_server_url(common::ServerKind::Redis, "storage contract")?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let pid = std::process::id();
-    let url = format!("{url}{sep}prefix=contract-{pid}-{nanos}-{n}");
-    let storage = RedisStorage::open(&url).expect("open redis");
+    let kind = common::ServerKind::Redis;
+    let url = common::shared_server_url(kind, "storage contract")?;
+    let storage =
+        RedisStorage::open(&common::fresh_store_url(kind, &url, "contract")).expect("open redis");
     Some((Box::new(storage), ()))
 }
 
-/// A fresh, empty store on the shared PostgreSQL server: its own schema (process, time, count).
+/// A fresh, empty store on the shared PostgreSQL server: a schema of its own.
 fn postgres() -> Option<(Box<dyn Storage>, ())> {
-    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let url = common::shared_server_url(common::ServerKind::Postgres, "storage contract")?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let url = format!(
-        "{url}{sep}schema=contract_{}_{nanos}_{n}",
-        std::process::id()
-    );
-    let storage = PostgresStorage::open(&url).expect("open postgres");
+    let kind = common::ServerKind::Postgres;
+    let url = common::shared_server_url(kind, "storage contract")?;
+    let storage = PostgresStorage::open(&common::fresh_store_url(kind, &url, "contract"))
+        .expect("open postgres");
     Some((Box::new(storage), ()))
 }
 

@@ -172,6 +172,23 @@ pub fn with_params(url: &str, params: &[(&str, &str)]) -> String {
     out
 }
 
+/// A store name no other test, process or run uses: `{what}_{pid}_{nanos}_{n}`; valid as a
+/// PostgreSQL schema and as a Redis prefix when `what` is `a-z 0-9 _`.
+pub fn unique_store_name(what: &str) -> String {
+    static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{what}_{}_{nanos}_{n}", std::process::id())
+}
+
+/// `url` narrowed to a fresh, empty store of its own on a shared server.
+pub fn fresh_store_url(kind: ServerKind, url: &str, what: &str) -> String {
+    isolated_url(kind, url, &unique_store_name(what))
+}
+
 /// `url` narrowed to a store of its own on a shared server: PostgreSQL's `schema`, Redis's
 /// `prefix`. `name` is 1 to 63 of `a-z 0-9 _`, starting with a letter (valid for both).
 pub fn isolated_url(kind: ServerKind, url: &str, name: &str) -> String {
