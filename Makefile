@@ -1,14 +1,20 @@
 # Entry points (each works on a fresh machine without an earlier step):
 #   make setup      install the guest toolchain (scripts/setup.sh; seconds when already done)
-#   make build      guest component -> target/checkpoint.wasm (validated), then the host `ckpt`
-#   make run        setup + build + `ckpt demo`
-#   make test       setup + build + component shape check + workspace tests (with real PostgreSQL
-#                   and Redis servers) + Python and Node hosts + clippy + fmt check
+#   make component  rebuild the shipped component, component/checkpoint.wasm (+ component/SOURCES)
+#                   from guest/ and wit/; commit both (make test fails when they are stale)
+#   make build      the `ckpt` CLI and the host library, which embed component/checkpoint.wasm
+#                   (no guest toolchain needed)
+#   make run        build + `ckpt demo`
+#   make test       setup + the shipped component current and reproducible + its shape + workspace
+#                   tests (with real PostgreSQL and Redis servers) + Python and Node hosts + the
+#                   packages installed from dist/ in empty directories + clippy + fmt check
+#   make dist       dist/: the component, the WIT package, the .crate files, the wheel, the npm
+#                   tarball, SHA256SUMS
 #   make bench      P1-P6 side by side in one table, then per-call figures of the three hosts
 #   make hostile    the hostile test component -> target/hostile.wasm (host/tests/sandbox.rs)
 #   make clippy     clippy, release, all targets, -D warnings
 #   make fmt-check  rustfmt --check
-#   make fuzz       each cargo-fuzz target for SECONDS seconds (default 60; nightly; after `make build`)
+#   make fuzz       each cargo-fuzz target for SECONDS seconds (default 60; nightly)
 #   make soak       10,000 crash schedules (CRASH_SCHEDULES=N to change), with figures
 #   make reliability  one table: conformance, crash schedules, concurrency, fuzzing (FUZZ_SECONDS), bad inputs, violations
 # CARGO_FLAGS is passed to every cargo build/test (CI uses --locked).
@@ -26,34 +32,34 @@ CARGO ?= cargo
 CARGO_FLAGS ?=
 export CKPT_CARGO_FLAGS := $(CARGO_FLAGS)
 
-COMPONENT := target/checkpoint.wasm
+COMPONENT := component/checkpoint.wasm
 CKPT := target/release/ckpt
 DEMO_ARGS ?=
 
-.PHONY: setup guest host build run test cargo-test clippy fmt-check check-component fuzz
+.PHONY: setup component check-component build run test cargo-test clippy fmt-check fuzz dist test-dist
 
 setup:
 	bash scripts/setup.sh
 
-# The guest's cargo build is incremental, so it simply runs each time; the copy to
-# $(COMPONENT) is rewritten only when its bytes change.
-guest: setup
-	bash scripts/build-guest.sh
+# Rebuilds the shipped component from guest/ and wit/ (needs the guest toolchain: setup).
+component: setup
+	bash scripts/build-component.sh
 
-# The host embeds $(COMPONENT) at compile time (host/build.rs).
-host: guest
-	$(CARGO) build --release $(CARGO_FLAGS) -p checkpoint-host
+# The shipped component is the build of the current sources (component/SOURCES), a fresh build
+# gives the same bytes, and it has exactly the contract's shape (no WASI imports).
+check-component: setup
+	bash scripts/check-component-current.sh --rebuild
+	bash scripts/check-component.sh $(COMPONENT)
 
-build: guest host
+# The host library embeds $(COMPONENT) (the checkpoint-component crate); no guest build here.
+build:
+	$(CARGO) build --release $(CARGO_FLAGS) -p checkpoint-cli
 
 run: build
 	$(CKPT) demo $(DEMO_ARGS)
 
-check-component: guest
-	bash scripts/check-component.sh $(COMPONENT)
-
-# Prerequisites run left to right: component shape, tests, then lints.
-test: build check-component cargo-test test-python test-node clippy fmt-check
+# Prerequisites run left to right: the component first, tests, packages, then lints.
+test: check-component cargo-test test-python test-node test-dist clippy fmt-check
 
 # The hostile component that host/tests/sandbox.rs loads (tests/hostile-guest, own workspace).
 .PHONY: hostile
@@ -65,8 +71,15 @@ hostile: setup
 cargo-test: build hostile
 	bash scripts/with-test-servers.sh $(CARGO) test --release $(CARGO_FLAGS) --workspace
 
-# The Python (wasmtime-py) and Node (jco) hosts: each script makes its own environment
-# (virtualenv / npm packages) and plays every conformance case file.
+# Every package, built from this tree into dist/ (scripts/dist.sh).
+dist: build
+	bash scripts/dist.sh
+
+# Each package installed from dist/ into an empty directory outside the repository, running
+# the README's example for its language (scripts/test-dist.sh).
+test-dist: dist
+	bash scripts/test-dist.sh
+
 .PHONY: test-python test-node bench
 # The Python tests load target/hostile.wasm too (python/tests/test_sandbox.py).
 test-python: build hostile
@@ -79,14 +92,14 @@ test-node: build
 bench: build
 	bash scripts/bench.sh
 
-clippy: guest
+clippy:
 	$(CARGO) clippy --release $(CARGO_FLAGS) --workspace --all-targets --keep-going -- -D warnings
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
-# Not part of `test`: needs rustup's nightly and minutes of build. Uses the component already
-# built at $(COMPONENT) (run `make build` first); a finding fails, its input is kept (see script).
+# Not part of `test`: needs rustup's nightly and minutes of build. Uses the shipped component
+# $(COMPONENT); a finding fails, its input is kept (see script).
 SECONDS ?= 60
 fuzz:
 	bash scripts/fuzz.sh $(SECONDS)

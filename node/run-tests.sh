@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The Node host's tests (`make test-node`): installs the npm packages when needed (npm ci),
-# transpiles target/checkpoint.wasm with jco (node/build.sh), then runs the unit tests (the API,
-# the stores, the conformance runner's self-test, the README example) and plays every
-# conformance case file. Needs Node 20+ with npm; fails on any failed or unplayed case.
+# The Node package's tests (`make test-node`): installs the npm packages when needed (npm ci),
+# transpiles the shipped component/checkpoint.wasm with jco (node/build.sh), then runs the unit
+# tests (the API, the stores, the conformance runner's self-test, the README example), checks
+# the TypeScript declarations (tsc --strict over test/types-check.ts, a user's program, and
+# test/types-jco.ts, the declarations against jco's from the WIT; then runs the compiled
+# types-check) and plays every conformance case file. Needs Node 20+ with npm; fails on any
+# failed or unplayed case. The packed tarball is tested by dist.sh + install-test.sh.
 set -euo pipefail
 
 node_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,8 +13,13 @@ cd "$node_dir"
 
 bash build.sh
 
-echo "== node: unit tests, README example"
+echo "== node: unit tests, README examples"
 node --test --test-reporter=spec test/*.test.js
+
+echo "== node: TypeScript declarations (tsc --strict, then the compiled types-check)"
+rm -rf generated/tsc
+npx --no-install tsc -p test/tsconfig.json
+node generated/tsc/types-check.js
 
 echo "== node: conformance"
 node test/conformance.mjs

@@ -17,7 +17,9 @@ import argparse
 import sys
 import time
 
-from checkpoint import Checkpoint, Checkpointer, DictStorage, Options, RecordingConsumer, Watermark
+from pipeline_checkpoint import (
+    Checkpoint, Checkpointer, DictStorage, Options, RecordingConsumer, Watermark,
+)
 
 
 class CountingConsumer(RecordingConsumer):
@@ -37,6 +39,7 @@ def checkpoint(sequence: int) -> Checkpoint:
         run_id="bench-run",
         stage="enrich",
         sequence=sequence,
+        epoch=1,
         watermark=Watermark(offset=sequence * 100, event_time_ms=1_700_000_000_000 + sequence),
         idempotency_key=f"k-{sequence}",
         at_ms=1_700_000_000_000 + sequence,
@@ -46,7 +49,7 @@ def checkpoint(sequence: int) -> Checkpoint:
 def measure(calls: int, warmup: int) -> tuple[float, float]:
     consumer = CountingConsumer()
     checkpointer = Checkpointer.open(
-        DictStorage(), consumer, Options(namespace="bench", max_retained=1)
+        DictStorage(), consumer, Options(namespace="bench", max_retained=1, max_checkpoint_bytes=1 << 20)
     )
     batch = ["m-0"]
     sequence = 0

@@ -1,6 +1,6 @@
 """The conformance suite's Python runner: plays every case file of tests/conformance/cases
-against the real component through the `checkpoint` package, on the dict and sqlite3 stores,
-with the fault wrappers of `checkpoint.faults`.
+against the real component through the installed `pipeline_checkpoint` package, on the dict
+and sqlite3 stores, with the fault wrappers of `pipeline_checkpoint.faults`.
 
 The schema is tests/conformance/README.md; this mirrors host/tests/conformance.rs op by op.
 Every file must parse and every case must pass on every backend; a case this runner cannot play
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from checkpoint import (
+from pipeline_checkpoint import (
     AckFailed,
     Acked,
     BatchProgress,
@@ -64,9 +64,11 @@ from checkpoint import (
     Watermark,
     Write,
 )
-from checkpoint.errors import Conflict, NotFound
-from checkpoint.faults import AckScript, FaultScript, FaultyConsumer, FaultyStorage, StorageFault
-from checkpoint.consumer import RecordingConsumer
+from pipeline_checkpoint.errors import Conflict, NotFound
+from pipeline_checkpoint.faults import (
+    AckScript, FaultScript, FaultyConsumer, FaultyStorage, StorageFault,
+)
+from pipeline_checkpoint.consumer import RecordingConsumer
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = REPO / "tests" / "conformance" / "cases"
@@ -180,7 +182,7 @@ def vector(name: str) -> bytes:
 
 def watermark_of(v: Any) -> Watermark:
     if v is None:
-        return Watermark()
+        return Watermark(0, 0)
     v = obj(v, "watermark")
     return Watermark(int_or(v, "offset", 0), int_or(v, "event-time-ms", 0))
 

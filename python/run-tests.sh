@@ -1,61 +1,62 @@
 #!/usr/bin/env bash
-# Tests of the Python host (python/): makes its own virtualenv in target/python-venv (pinned
-# packages from python/requirements.txt; seconds when it is already up to date), then runs
-# pytest (API, stores, runner, the README example) and the conformance runner over every case
-# file on the dict and sqlite3 stores. Builds nothing: `make test-python` builds first what the
-# tests load: the component (target/checkpoint.wasm, or $CKPT_COMPONENT_WASM), the hostile test
-# component (target/hostile.wasm) and the Rust CLI (target/release/ckpt, for the interop test).
+# Tests of the Python host (python/), run against what users get: the wheel. Makes
+# target/python-venv (pinned packages from python/requirements.txt), builds the wheel with
+# python/dist.sh into target/python-dist (the package plus the shipped component,
+# component/checkpoint.wasm) and installs it there (not editable), then runs pytest (API,
+# stores, runner, the README example, what was installed) and the conformance runner over every
+# case file on the dict and sqlite3 stores, all importing the installed `pipeline_checkpoint`.
+# Seconds when nothing changed: the wheel is rebuilt and reinstalled only when the pins, the
+# package's sources or metadata, or the component changed (a stamp in the venv).
+# Builds no Rust: `make test-python` builds first what the tests load besides the wheel: the
+# hostile test component (target/hostile.wasm) and the Rust CLI (target/release/ckpt, for the
+# interop test).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+
 VENV=$ROOT/target/python-venv
 PY=$VENV/bin/python
-PYTHON=${PYTHON:-python3}
+DIST=$ROOT/target/python-dist
 STAMP=$VENV/.ckpt-installed
+PIP=("$PY" -m pip --disable-pip-version-check)
 
-log() { printf '[python] %s\n' "$*" >&2; }
-die() { printf '[python] error: %s\n' "$*" >&2; exit 1; }
+component=$ROOT/component/checkpoint.wasm
+[[ -f $component ]] || die "no shipped component at $component: \`make component\` builds it"
 
-component=${CKPT_COMPONENT_WASM:-$ROOT/target/checkpoint.wasm}
-[[ -f $component ]] || die "no component at $component: run \`make build\` first"
+require_python
+ensure_venv "$VENV"
 
-command -v "$PYTHON" >/dev/null 2>&1 || die "no $PYTHON on PATH (install python3, 3.10 or newer)"
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
-    || die "$PYTHON is $("$PYTHON" -V 2>&1); the Python host needs 3.10 or newer"
-
-# Debian's python3 has no `venv`/`ensurepip` until python3-venv is installed.
-ensure_venv_module() {
-    "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null && return
-    command -v apt-get >/dev/null 2>&1 || die "$PYTHON cannot create virtualenvs (no venv/ensurepip)"
-    local sudo=()
-    if [[ $(id -u) != 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || die "need root or sudo to install python3-venv"
-        sudo=(sudo)
-    fi
-    log "installing python3-venv"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+# Everything the installed package is made of: pins, metadata, page, licence, sources, component.
+inputs() {
+    cd "$HERE"
+    sha256sum requirements.txt pyproject.toml README.md LICENSE lib.sh dist.sh
+    find src -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z \
+        | xargs -0 sha256sum
+    sha256sum "$component"
 }
-
-# A venv whose interpreter is gone (moved or upgraded Python) is rebuilt.
-if [[ ! -x $PY ]] || ! "$PY" -c 'import sys' 2>/dev/null; then
-    ensure_venv_module
-    log "creating $VENV"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-fi
-
-# Reinstall only when the pins or the package metadata changed.
-want=$(cat "$ROOT/python/requirements.txt" "$ROOT/python/pyproject.toml" | sha256sum | cut -d' ' -f1)
-if [[ ! -f $STAMP || $(cat "$STAMP") != "$want" ]]; then
-    log "installing pinned packages (python/requirements.txt) and python/ (editable)"
-    "$PY" -m pip install --quiet --disable-pip-version-check \
-        -r "$ROOT/python/requirements.txt" -c "$ROOT/python/requirements.txt" -e "$ROOT/python"
+want=$(inputs | sha256sum | cut -d' ' -f1)
+if [[ ! -f $STAMP || $(cat "$STAMP") != "$want" ]] \
+    || ! "$PY" -I -c 'import pipeline_checkpoint' 2>/dev/null; then
+    rm -f "$STAMP"
+    log "installing pinned packages (python/requirements.txt)"
+    "${PIP[@]}" install --quiet -r "$HERE/requirements.txt" -c "$HERE/requirements.txt"
+    # The package's name before it was `pipeline-checkpoint` (an editable install of python/).
+    if "${PIP[@]}" show --quiet checkpoint >/dev/null 2>&1; then
+        "${PIP[@]}" uninstall --quiet --yes checkpoint
+    fi
+    wheel=$(bash "$HERE/dist.sh" "$DIST")
+    log "installing $wheel (not editable)"
+    "${PIP[@]}" install --quiet --no-deps --force-reinstall "$wheel"
+    "${PIP[@]}" check >&2 || die "the wheel's requirements do not match python/requirements.txt"
     echo "$want" >"$STAMP"
 fi
 
-cd "$ROOT/python"
-log "pytest (API, stores, conformance runner, README example)"
+# From python/ (not python/src): `pipeline_checkpoint` can only come from the venv.
+cd "$HERE"
+log "pytest (API, stores, conformance runner, README example, the installed wheel)"
 "$PY" -m pytest -q -p no:cacheprovider tests
 log "conformance cases"
 "$PY" conformance_runner.py

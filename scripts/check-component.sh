@@ -4,11 +4,11 @@
 # host for nothing else (no WASI: no clock, files, environment, random or stdio).
 # Interfaces that only carry types (pipeline:checkpoint/types) may appear as imports.
 #
-#   scripts/check-component.sh [target/checkpoint.wasm]
+#   scripts/check-component.sh [component/checkpoint.wasm]
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-wasm=${1:-$REPO_ROOT/target/checkpoint.wasm}
+wasm=${1:-$REPO_ROOT/component/checkpoint.wasm}
 [[ -f $wasm ]] || die "$wasm not found: run 'make build' first"
 [[ -x $WASM_TOOLS ]] || die "$WASM_TOOLS missing: run 'make setup' first"
 

@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]        (make fuzz SECONDS=N)
 #
 # Needs rustup's nightly (libFuzzer's instrumentation is a nightly flag) and the built component
-# target/checkpoint.wasm (`make build`), which decode_component embeds through checkpoint-host.
+# shipped component component/checkpoint.wasm, which decode_component embeds through checkpoint-host.
 # Corpora live in target/fuzz/corpus/<target>/, seeded from tests/golden/v1-*.bin each run.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -30,9 +30,8 @@ if [[ $(cargo fuzz --version 2>/dev/null | awk '{print $2}') != "$CARGO_FUZZ_VER
     cargo install --locked "cargo-fuzz@$CARGO_FUZZ_VERSION"
 fi
 
-component=$REPO_ROOT/target/checkpoint.wasm
-[[ -f $component ]] || die "$component not found: run 'make build' first (decode_component embeds it)"
-export CKPT_COMPONENT_WASM=$component
+component=$REPO_ROOT/component/checkpoint.wasm
+[[ -f $component ]] || die "$component not found: run 'make component' (decode_component embeds it)"
 
 # No sanitizer: the guest denies unsafe code, so ASan would only slow wasmtime down; Rust's own
 # bounds and overflow checks (debug assertions stay on) are what turn a bug into a crash.

@@ -1,4 +1,4 @@
-//! `codec.decode` of the real component (`target/checkpoint.wasm`, run by wasmtime through
+//! `codec.decode` of the real component (`component/checkpoint.wasm`, run by wasmtime through
 //! `checkpoint_host::Codec`) on arbitrary bytes: the call always completes (no trap, no runtime
 //! error), answers only a checkpoint or `corrupt`, and agrees with the native decoder. Each input
 //! is tried as it is and with its frame (length, CRC) made valid, so the body parser is reached.

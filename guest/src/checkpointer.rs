@@ -1,7 +1,8 @@
 //! The write path and the reads: the durability contract of `checkpointer.wit`.
 
 use crate::codec;
-use crate::errors::{at_key, corruption, invalid, storage};
+use crate::contract;
+use crate::errors::{at_key, corruption, invalid};
 use crate::keys::StageKeys;
 use crate::model::{
     AckOutcome, Checkpoint, CommitOutcome, Corruption, CorruptionKind, Error, Fallback, FencedInfo,
@@ -153,11 +154,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
             op: WriteOp::Put(bytes),
         });
 
-        let version = match self
-            .storage
-            .commit(&writes)
-            .map_err(|e| storage("committing checkpoint", e))?
-        {
+        let version = match contract::commit(&mut self.storage, &writes, "committing checkpoint")? {
             CommitOutcome::Committed(versions) => versions.last().copied().unwrap_or_default(),
             CommitOutcome::Conflict(index) => {
                 return Err(Error::Conflict(format!(
@@ -310,10 +307,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         let keys = self.keys(run_id, stage);
         let latest_key = keys.latest();
         self.last_write = None;
-        let latest = self
-            .storage
-            .get(&latest_key)
-            .map_err(|e| storage("reading latest", e))?;
+        let latest = contract::get(&mut self.storage, &latest_key, "reading latest")?;
         let mut writes: Vec<Write> = self
             .retained_keys(&keys)?
             .into_iter()
@@ -333,11 +327,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         if writes.is_empty() {
             return Ok(0);
         }
-        match self
-            .storage
-            .commit(&writes)
-            .map_err(|e| storage("deleting checkpoints", e))?
-        {
+        match contract::commit(&mut self.storage, &writes, "deleting checkpoints")? {
             CommitOutcome::Committed(_) => Ok(writes.len() as u32),
             CommitOutcome::Conflict(_) => Err(Error::Conflict(
                 "the stage was written while being deleted; re-read and retry".into(),
@@ -361,11 +351,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
 
     /// The stage's latest, decoded and checked to belong to the stage. `Err(Corrupt)` if damaged.
     fn read_latest(&mut self, keys: &StageKeys, key: &str) -> Result<Option<Stored>, Error> {
-        match self
-            .storage
-            .get(key)
-            .map_err(|e| storage("reading latest", e))?
-        {
+        match contract::get(&mut self.storage, key, "reading latest")? {
             Lookup::Missing => Ok(None),
             Lookup::Found(entry) => {
                 let checkpoint = decode_for(&self.options.namespace, keys, key, &entry.value)
@@ -386,11 +372,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         keys: &StageKeys,
         key: &str,
     ) -> Result<Result<Option<(Checkpoint, u64)>, Corruption>, Error> {
-        match self
-            .storage
-            .get(key)
-            .map_err(|e| storage("reading retained checkpoint", e))?
-        {
+        match contract::get(&mut self.storage, key, "reading retained checkpoint")? {
             Lookup::Missing => Ok(Ok(None)),
             Lookup::Found(entry) => {
                 Ok(decode_for(&self.options.namespace, keys, key, &entry.value)
@@ -401,10 +383,11 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
 
     /// Retained copies' (sequence, key), ascending.
     fn retained_keys(&mut self, keys: &StageKeys) -> Result<Vec<(u64, String)>, Error> {
-        let listed = self
-            .storage
-            .list_keys(&keys.history_prefix())
-            .map_err(|e| storage("listing retained checkpoints", e))?;
+        let listed = contract::list_keys(
+            &mut self.storage,
+            &keys.history_prefix(),
+            "listing retained checkpoints",
+        )?;
         let mut retained: Vec<(u64, String)> = listed
             .into_iter()
             .filter_map(|key| keys.history_sequence(&key).map(|s| (s, key)))

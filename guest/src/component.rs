@@ -123,6 +123,9 @@ impl codec::Guest for Component {
     ) -> Result<ResumePoint, Error> {
         crate::codec::resume_point_for_stage(&checkpoints, &stage)
     }
+    fn describe(error: Error) -> String {
+        crate::errors::describe(&error)
+    }
 }
 
 crate::bindings::export!(Component with_types_in crate::bindings);

@@ -37,8 +37,9 @@ pub mod crc;
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod component;
+mod contract;
 mod driver;
-mod errors;
+pub mod errors;
 pub mod keys;
 mod memory;
 pub mod model;

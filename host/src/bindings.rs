@@ -1,16 +1,14 @@
 //! Rust bindings of the WIT world `pipeline:checkpoint/checkpoint-component`.
 //!
-//! Every import is trappable: host functions return `Result`, and
-//! [`crate::error::HostStorageError`] is the one place that decides what the guest sees
-//! (a stable `storage-error`) and what traps (host bugs only).
+//! Every import is trappable (host functions return `wasmtime::Result`), but the host never
+//! traps on a backend's answer: failures reach the guest as their `storage-error` value, and
+//! the guest itself checks every answer against the storage contract (`error.broken-store`),
+//! the same for every host.
 
 wasmtime::component::bindgen!({
     world: "checkpoint-component",
-    path: "../wit",
+    path: "wit",
     imports: { default: trappable },
-    trappable_error_type: {
-        "pipeline:checkpoint/storage.storage-error" => crate::error::HostStorageError,
-    },
     // Names must match the generator's own derives exactly so they are deduplicated.
     additional_derives: [Clone, PartialEq, serde::Serialize, serde::Deserialize],
 });

@@ -294,4 +294,12 @@ impl Codec {
             g.call_resume_point_for_stage(s, checkpoints, stage)
         })?)
     }
+
+    /// The component's one line for people about `error` (what happened, what to do): the
+    /// text every host shows. [`Error`]'s `Display` gives the same words for a
+    /// [`Error::Checkpoint`] without a call (a test keeps the two equal).
+    pub fn describe(&mut self, error: &crate::CheckpointError) -> Result<String, Error> {
+        self.instance
+            .call("codec.describe", |g, s| g.call_describe(s, error))
+    }
 }

@@ -18,15 +18,75 @@ pub enum Error {
     Checkpoint(CheckpointError),
     /// The component could not run the call (trap, deadline, load or instantiation failure).
     /// A checkpointer that returned this once refuses further calls: open a new one.
-    #[error("{0:#}")]
-    Runtime(anyhow::Error),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Why the component could not run: it could not be loaded or instantiated, or a call did not
+/// complete. [`RuntimeError::kind`] says which; the message carries the whole chain of causes.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct RuntimeError {
+    kind: RuntimeErrorKind,
+    message: String,
+}
+
+/// What kind of failure a [`RuntimeError`] is, and what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RuntimeErrorKind {
+    /// The engine could not be built or the component could not be compiled, linked or read
+    /// from its cache (a bad [`RuntimeConfig`](crate::RuntimeConfig), or a component that does
+    /// not fit this host). Fix the configuration or the component; retrying will not help.
+    Load,
+    /// A new instance could not be made: usually every pool slot is taken
+    /// ([`RuntimeConfig::max_instances`](crate::RuntimeConfig::max_instances)). Close handles
+    /// you no longer need, or raise the limit.
+    Instantiate,
+    /// The call ran past [`RuntimeConfig::call_deadline`](crate::RuntimeConfig::call_deadline)
+    /// and was interrupted. Open a new handle; a store call that hangs is the usual cause.
+    Deadline,
+    /// The call trapped after the instance's memory limit refused to grow its memory
+    /// ([`RuntimeConfig::max_memory_bytes`](crate::RuntimeConfig::max_memory_bytes)). Lower
+    /// the size limits in the options, or raise the memory limit.
+    MemoryLimit,
+    /// The component trapped for another reason (a bug, or a storage backend that broke its
+    /// contract). Open a new handle; report it if it repeats.
+    Trap,
+    /// This handle's instance failed earlier (any of the above) and refuses every call:
+    /// open a new handle.
+    Unusable,
+}
+
+impl RuntimeError {
+    pub(crate) fn new(kind: RuntimeErrorKind, message: String) -> Self {
+        RuntimeError { kind, message }
+    }
+
+    /// Keeps the whole chain of causes in one message (`outer: inner: ...`).
+    pub(crate) fn from_chain(kind: RuntimeErrorKind, error: &anyhow::Error) -> Self {
+        RuntimeError {
+            kind,
+            message: format!("{error:#}"),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> RuntimeErrorKind {
+        self.kind
+    }
+
+    /// The message, with every cause (the same text as `Display`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl Error {
     /// The process exit code for this error, as the CLI uses it. Never 0.
     ///
     /// not-found 3, corrupt 4, conflict 5, fenced 6, invalid 7, regression 8, storage 9,
-    /// too-large 10; a runtime failure (trap, deadline, load) 1.
+    /// too-large 10, broken-store 11; a runtime failure (trap, deadline, load) 1.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Checkpoint(e) => match e {
@@ -38,6 +98,7 @@ impl Error {
                 CheckpointError::Regression(_) => 8,
                 CheckpointError::Storage(_) => 9,
                 CheckpointError::TooLarge(_) => 10,
+                CheckpointError::BrokenStore(_) => 11,
             },
             Error::Runtime(_) => 1,
         }
@@ -91,6 +152,10 @@ impl fmt::Display for Describe<'_> {
                 f,
                 "checkpoint too large: {} bytes encoded, the limit is {} bytes; nothing was written",
                 t.size, t.limit
+            ),
+            CheckpointError::BrokenStore(m) => write!(
+                f,
+                "broken store: {m}; nothing was acked: fix or replace the store, then resume"
             ),
         }
     }
@@ -154,25 +219,23 @@ pub fn storage_error_text(e: &StorageError) -> String {
     }
 }
 
-/// What a host storage function failed with.
-///
-/// `Backend` is an ordinary failure of the store and reaches the guest as its
-/// `storage-error`; `Bug` is a broken promise of the host (a backend that answered outside the
-/// `Storage` contract) and traps, because the guest cannot act sensibly on it.
-#[derive(Debug)]
-pub enum HostStorageError {
-    /// The backend failed; the guest sees this value.
-    Backend(StorageError),
-    /// The host broke the contract; the guest traps.
-    Bug(anyhow::Error),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl HostStorageError {
-    /// The single conversion: a stable value for the guest, or a trap.
-    pub(crate) fn into_guest(self) -> wasmtime::Result<StorageError> {
-        match self {
-            HostStorageError::Backend(e) => Ok(e),
-            HostStorageError::Bug(e) => Err(wasmtime::Error::from_anyhow(e)),
-        }
+    #[test]
+    fn runtime_errors_exit_with_one_and_keep_their_context_chain() {
+        let chain =
+            anyhow::anyhow!("deadline exceeded").context("the component call `write` trapped");
+        let error = Error::Runtime(RuntimeError::from_chain(RuntimeErrorKind::Deadline, &chain));
+        assert_eq!(error.exit_code(), 1);
+        assert_eq!(
+            error.to_string(),
+            "the component call `write` trapped: deadline exceeded"
+        );
+        let Error::Runtime(runtime) = error else {
+            unreachable!()
+        };
+        assert_eq!(runtime.kind(), RuntimeErrorKind::Deadline);
     }
 }

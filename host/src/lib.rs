@@ -58,13 +58,12 @@ mod bindings;
 mod checkpointer;
 pub mod consumer;
 mod error;
-pub mod faults;
 mod runtime;
 pub mod storage;
 
 pub use checkpointer::{Checkpointer, Codec, Driver};
 pub use consumer::Consumer;
-pub use error::{Error, corruption_kind_name, storage_error_text};
+pub use error::{Error, RuntimeError, RuntimeErrorKind, corruption_kind_name, storage_error_text};
 pub use runtime::{ArtifactSource, Runtime, RuntimeConfig};
 pub use storage::Storage;
 

@@ -1,4 +1,4 @@
-//! The real component (target/checkpoint.wasm) through the host, on every native backend.
+//! The shipped component (component/checkpoint.wasm) through the host, on every native backend.
 //! Each case runs once per backend; the SQLite cases inspect the file through a second
 //! connection, so what they see is what was committed.
 

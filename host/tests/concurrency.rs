@@ -20,7 +20,7 @@ use checkpoint_host::{
     Checkpoint, CheckpointError, Checkpointer, Error, Options, Storage, Watermark,
 };
 
-mod common;
+use checkpoint_testkit::servers as common;
 
 const ATTEMPTS: u32 = 25;
 

@@ -14,11 +14,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use checkpoint_host::faults::FreezingStorage;
 use checkpoint_host::{
     Checkpointer, CommitOutcome, Consumer, DriverOptions, Lookup, Options, OverflowPolicy, Policy,
     ProcessedMessage, Progress, ResumeOrigin, Storage, StorageError, Write,
 };
+use checkpoint_testkit::faults::FreezingStorage;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 

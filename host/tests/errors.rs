@@ -84,18 +84,6 @@ fn every_checkpoint_error_has_its_own_nonzero_exit_code_and_a_readable_message()
 }
 
 #[test]
-fn runtime_errors_exit_with_one_and_keep_their_context_chain() {
-    let error = Error::Runtime(
-        anyhow::anyhow!("deadline exceeded").context("the component call `write` trapped"),
-    );
-    assert_eq!(error.exit_code(), 1);
-    assert_eq!(
-        error.to_string(),
-        "the component call `write` trapped: deadline exceeded"
-    );
-}
-
-#[test]
 fn wit_types_round_trip_through_json() {
     let error = CheckpointError::Regression(RegressionInfo {
         stored_sequence: 2,

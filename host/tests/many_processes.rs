@@ -25,7 +25,7 @@
 //! `MANY_PROCESSES_SEED=n` replays a schedule of decisions (which worker is killed after which
 //! pause); the processes' own timing still varies from run to run.
 
-mod common;
+use checkpoint_testkit::servers as common;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

@@ -1,8 +1,7 @@
 //! The runtime: artifact cache, configuration checks and the instance pool.
 //!
-//! These run the embedded component only as far as instantiating it, so they pass with any
-//! component that implements the world (the real guest, or a stand-in given through
-//! `CKPT_COMPONENT_WASM` at build time).
+//! These run the embedded component (the shipped `component/checkpoint.wasm`) only as far as
+//! instantiating it, so they pass with any component that implements the world.
 
 use std::fs;
 use std::path::Path;

@@ -20,7 +20,7 @@
 //! source's end, every message was acked and every ack is covered, the history only grows, and
 //! every receipt a worker was given is in it.
 
-mod common;
+use checkpoint_testkit::servers as common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};

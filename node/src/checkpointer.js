@@ -1,7 +1,7 @@
 // Typed handles on the component's exports: Checkpointer, Driver and Codec. Each Checkpointer
 // and Codec owns its own instance of the component.
 
-import { ComponentFailure } from './errors.js';
+import { CheckpointError, ComponentFailure, errorToWit } from './errors.js';
 import { Instance } from './component.js';
 import { NullConsumer } from './consumer.js';
 import {
@@ -333,6 +333,19 @@ export class Codec {
     const cs = checkpointsIn(checkpoints);
     const s = string(stage, 'stage');
     return this.#instance.call('codec.resume-point-for-stage', () => this.#instance.codec.resumePointForStage(cs, s));
+  }
+
+  /**
+   * The component's one line for people about an error (`codec.describe`): what happened and
+   * what to do. The `message` every `CheckpointError` carries, the same in every host.
+   * @param {CheckpointError} error
+   * @returns {string}
+   */
+  describe(error) {
+    if (!(error instanceof CheckpointError)) {
+      throw new TypeError(`error must be a CheckpointError, not ${error?.constructor?.name ?? typeof error}`);
+    }
+    return this.#instance.describe(errorToWit(error));
   }
 }
 

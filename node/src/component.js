@@ -1,23 +1,28 @@
-// Loads the bindings jco generated for target/checkpoint.wasm (node/build.sh) and makes
-// instances of the component, each with its own storage and consumer.
+// Loads the bindings jco generated for the shipped component (component/checkpoint.wasm in the
+// repository; node/build.sh generates them at pack time and the npm package carries them in
+// generated/) and makes instances of the component, each with its own storage and consumer.
 //
 // Host limits handled here:
 // - The bindings are transpiled with `--instantiation sync`: `instantiate(getCoreModule,
 //   imports)` takes the imports per call, so every checkpointer gets its own instance over its
 //   own store. The core modules are compiled once per process and shared.
 // - jco treats a JS exception thrown by an import as a trap unless it carries a `payload`, and
-//   lowers answers without checking them. Every store and consumer answer therefore passes
-//   through the adapters below: an exception becomes the WIT error value for that call (the
-//   instance stays usable); an answer that breaks the storage contract becomes a trap, as in
-//   the Rust host, and the instance refuses further calls.
+//   lowers answers without checking them (a u64 wraps, a u32 wraps, a lone surrogate becomes
+//   U+FFFD). Every store and consumer answer therefore passes through the adapters below: an
+//   exception becomes the WIT error value for that call (the instance stays usable), and an
+//   answer the WIT types cannot carry (a version that is not an integer, a value that is not a
+//   Uint8Array) becomes a `failed` storage error. Answers that convert are passed on unchanged:
+//   the component checks them against the storage contract and answers `broken-store`.
 // - jco's per-call read of `process.env.JCO_DEBUG` is removed at build time
 //   (tools/patch-generated.mjs).
+// - Error texts are the component's: after a call answers an error, `codec.describe` of the same
+//   instance words it (errors.js writes none).
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-import { CheckpointError, ComponentFailure, errorFromWit } from './errors.js';
-import { BACKEND_ERROR_KINDS, BackendError, compareKeys } from './storage.js';
+import { CheckpointError, ComponentFailure, errorFromWit, setDescriber } from './errors.js';
+import { BACKEND_ERROR_KINDS, BackendError } from './storage.js';
 
 const GENERATED = new URL('../generated/', import.meta.url);
 
@@ -27,7 +32,8 @@ try {
 } catch (e) {
   throw new Error(
     `the component bindings are missing or broken (${fileURLToPath(GENERATED)}checkpoint.js): ` +
-      `run \`bash node/build.sh\` after \`make guest\`: ${e.message}`,
+      'the npm package ships them (reinstall it); in the repository, run `bash node/build.sh`: ' +
+      e.message,
     { cause: e },
   );
 }
@@ -46,11 +52,7 @@ function getCoreModule(name) {
 }
 
 const U64_MAX = (1n << 64n) - 1n;
-
-/** Thrown inside an import to trap: the store broke its contract (a host bug). */
-function contractBreach(op, what) {
-  return new WebAssembly.RuntimeError(`storage backend broke its contract in \`${op}\`: ${what}`);
-}
+const U32_MAX = 2 ** 32 - 1;
 
 function isThenable(value) {
   return value !== null && typeof value === 'object' && typeof value.then === 'function';
@@ -66,10 +68,19 @@ function storageErrorOf(op, e) {
   return { tag: 'failed', val: `${op} threw ${name}: ${message}` };
 }
 
-function asVersion(value, op, what) {
+/** Thrown inside an import for an answer the WIT types cannot carry; caught below. */
+class Unconvertible extends Error {}
+
+/** The result of an import for such an answer: a `failed` storage error (not a trap). */
+function unconvertible(op, e) {
+  return { tag: 'err', val: { tag: 'failed', val: `${op}: the store's answer cannot be passed to the component: ${e.message}` } };
+}
+
+/** A u64 from a BigInt or a safe-integer Number; 0 passes (the component judges it). */
+function asU64(value, what) {
   const v = typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value) : value;
   if (typeof v !== 'bigint' || v < 0n || v > U64_MAX) {
-    throw contractBreach(op, `${what} is ${typeof value} ${String(value)}, not a u64 BigInt`);
+    throw new Unconvertible(`${what} is ${typeof value} ${String(value)}, not a u64 (BigInt or safe-integer Number)`);
   }
   return v;
 }
@@ -77,26 +88,41 @@ function asVersion(value, op, what) {
 const SYNC_ONLY = 'the Node host needs a synchronous store (Node 20 has no JSPI); it returned a Promise';
 
 /**
- * The `storage` import over a user store.
+ * Runs one storage call: an exception is that call's storage error, an answer that cannot be
+ * converted a `failed` one, and `convert(answer)` the `ok` value otherwise.
+ */
+function storageCall(op, call, convert, promiseError = 'failed') {
+  let answer;
+  try {
+    answer = call();
+  } catch (e) {
+    return { tag: 'err', val: storageErrorOf(op, e) };
+  }
+  // A commit that returned a Promise may still apply when it settles: the outcome is unknown.
+  if (isThenable(answer)) return { tag: 'err', val: { tag: promiseError, val: `${op}: ${SYNC_ONLY}` } };
+  try {
+    return { tag: 'ok', val: convert(answer) };
+  } catch (e) {
+    if (e instanceof Unconvertible) return unconvertible(op, e);
+    throw e;
+  }
+}
+
+/**
+ * The `storage` import over a user store. Answers are converted, never judged: the component
+ * checks them against the storage contract.
  * @param {import('./storage.js').Storage} store
  */
 function storageImport(store) {
   return {
     get(key) {
-      let found;
-      try {
-        found = store.get(key);
-      } catch (e) {
-        return { tag: 'err', val: storageErrorOf('get', e) };
-      }
-      if (isThenable(found)) return { tag: 'err', val: { tag: 'failed', val: `get: ${SYNC_ONLY}` } };
-      if (found === null || found === undefined) return { tag: 'ok', val: { tag: 'missing' } };
-      if (!(found.value instanceof Uint8Array)) {
-        throw contractBreach('get', `key ${JSON.stringify(key)} was found without a Uint8Array value`);
-      }
-      const version = asVersion(found.version, 'get', `the version of key ${JSON.stringify(key)}`);
-      if (version === 0n) throw contractBreach('get', `key ${JSON.stringify(key)} was found with version 0`);
-      return { tag: 'ok', val: { tag: 'found', val: { value: found.value, version } } };
+      return storageCall('get', () => store.get(key), (found) => {
+        if (found === null || found === undefined) return { tag: 'missing' };
+        if (typeof found !== 'object' || !(found.value instanceof Uint8Array)) {
+          throw new Unconvertible(`key ${JSON.stringify(key)} was answered without a Uint8Array value`);
+        }
+        return { tag: 'found', val: { value: found.value, version: asU64(found.version, 'the version') } };
+      });
     },
 
     commit(writes) {
@@ -105,59 +131,30 @@ function storageImport(store) {
           ? { key: w.key, expectedVersion: w.expectedVersion ?? null, op: 'put', value: w.op.val }
           : { key: w.key, expectedVersion: w.expectedVersion ?? null, op: 'delete' },
       );
-      let outcome;
-      try {
-        outcome = store.commit(batch);
-      } catch (e) {
-        return { tag: 'err', val: storageErrorOf('commit', e) };
-      }
-      if (isThenable(outcome)) {
-        // It may still apply when the Promise settles: the outcome is unknown.
-        return { tag: 'err', val: { tag: 'timeout', val: `commit: ${SYNC_ONLY}` } };
-      }
-      if (outcome !== null && typeof outcome === 'object' && Array.isArray(outcome.committed)) {
-        if (outcome.committed.length !== writes.length) {
-          throw contractBreach('commit', `${outcome.committed.length} versions for a batch of ${writes.length} writes`);
+      return storageCall('commit', () => store.commit(batch), (outcome) => {
+        if (outcome !== null && typeof outcome === 'object' && Array.isArray(outcome.committed)) {
+          return { tag: 'committed', val: outcome.committed.map((v, i) => asU64(v, `version ${i}`)) };
         }
-        const versions = outcome.committed.map((v, i) => asVersion(v, 'commit', `version ${i}`));
-        const wrong = versions.findIndex((v, i) => (writes[i].op.tag === 'put') !== (v !== 0n));
-        if (wrong >= 0) {
-          throw contractBreach('commit', `version ${versions[wrong]} for write ${wrong} (0 is for deletes only)`);
+        if (outcome !== null && typeof outcome === 'object' && 'conflict' in outcome) {
+          const i = outcome.conflict;
+          if (!Number.isInteger(i) || i < 0 || i > U32_MAX) {
+            throw new Unconvertible(`the conflict index ${String(i)} is not a u32`);
+          }
+          return { tag: 'conflict', val: i };
         }
-        return { tag: 'ok', val: { tag: 'committed', val: versions } };
-      }
-      if (outcome !== null && typeof outcome === 'object' && 'conflict' in outcome) {
-        const i = outcome.conflict;
-        if (!Number.isInteger(i) || i < 0 || i >= writes.length) {
-          throw contractBreach('commit', `conflict at index ${String(i)} in a batch of ${writes.length} writes`);
-        }
-        return { tag: 'ok', val: { tag: 'conflict', val: i } };
-      }
-      throw contractBreach('commit', 'the answer is neither {committed: [...]} nor {conflict: i}');
+        throw new Unconvertible('the answer is neither {committed: [...]} nor {conflict: i}');
+      }, 'timeout');
     },
 
     listKeys(prefix) {
-      let keys;
-      try {
-        keys = store.listKeys(prefix);
-      } catch (e) {
-        return { tag: 'err', val: storageErrorOf('list-keys', e) };
-      }
-      if (isThenable(keys)) return { tag: 'err', val: { tag: 'failed', val: `list-keys: ${SYNC_ONLY}` } };
-      if (!Array.isArray(keys)) throw contractBreach('list-keys', 'the answer is not an array');
-      for (let i = 0; i < keys.length; i++) {
-        const key = keys[i];
-        if (typeof key !== 'string' || !key.isWellFormed() || !key.startsWith(prefix)) {
-          throw contractBreach('list-keys', `key ${JSON.stringify(key)} lacks the prefix ${JSON.stringify(prefix)}`);
+      return storageCall('list-keys', () => store.listKeys(prefix), (keys) => {
+        if (!Array.isArray(keys)) throw new Unconvertible('the answer is not an array');
+        for (const key of keys) {
+          if (typeof key !== 'string') throw new Unconvertible(`the key ${String(key)} is not a string`);
+          if (!key.isWellFormed()) throw new Unconvertible(`the key ${JSON.stringify(key)} is not well-formed Unicode`);
         }
-        if (i > 0 && compareKeys(keys[i - 1], key) >= 0) {
-          throw contractBreach(
-            'list-keys',
-            `keys ${JSON.stringify(keys[i - 1])} and ${JSON.stringify(key)} are not in ascending order`,
-          );
-        }
-      }
-      return { tag: 'ok', val: keys };
+        return keys;
+      });
     },
   };
 }
@@ -213,6 +210,11 @@ export class Instance {
     this.codec = root.codec;
   }
 
+  /** Why this instance refuses calls, or `null` while it serves them. */
+  get broken() {
+    return this.#broken;
+  }
+
   /** Marks the instance unusable (its handle was closed). */
   close(reason) {
     this.#broken ??= reason;
@@ -236,20 +238,46 @@ export class Instance {
       throw new ComponentFailure(`\`${name}\` was called from inside \`${this.#inCall}\` of the same checkpointer (re-entrant call)`);
     }
     this.#inCall = name;
+    let answered;
     try {
       return fn();
     } catch (e) {
       // jco throws a `result` error as a ComponentError whose own `payload` is the WIT value.
       if (e instanceof Error && !(e instanceof CheckpointError) && Object.hasOwn(e, 'payload') && e.payload?.tag) {
-        throw errorFromWit(e.payload);
+        answered = e.payload;
+      } else {
+        const message = e instanceof Error ? e.message : String(e);
+        this.#broken = `\`${name}\` trapped: ${message}`;
+        throw new ComponentFailure(`the component call \`${name}\` trapped: ${message}`, e);
       }
-      const message = e instanceof Error ? e.message : String(e);
-      this.#broken = `\`${name}\` trapped: ${message}`;
-      throw new ComponentFailure(`the component call \`${name}\` trapped: ${message}`, e);
     } finally {
       this.#inCall = null;
     }
+    throw errorFromWit(answered, this.describe(answered));
   }
+
+  /**
+   * The component's one line about a WIT `error` value (`codec.describe`), from this instance.
+   * @param {{tag: string, val?: unknown}} error As jco lifts it.
+   * @returns {string}
+   */
+  describe(error) {
+    return this.call('codec.describe', () => this.codec.describe(error));
+  }
+}
+
+/** One instance that words errors made outside a call (by hand, or by the range checks). */
+let describer = null;
+
+setDescriber((error) => {
+  if (describer === null || describer.broken !== null) {
+    describer = new Instance({ get: refuse, commit: refuse, listKeys: refuse }, { ack: refuse });
+  }
+  return describer.describe(error);
+});
+
+function refuse() {
+  throw new Error('this instance only describes errors');
 }
 
 /**

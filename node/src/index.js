@@ -1,6 +1,6 @@
-// The Node host of the checkpoint component (pipeline:checkpoint@0.1.0): the same
-// target/checkpoint.wasm the Rust host embeds, run through bindings jco generated at build
-// time (node/build.sh). See README.md "Embedding from Node".
+// The Node host of the checkpoint component (pipeline:checkpoint@0.1.0): the same component the
+// Rust and Python hosts embed (component/checkpoint.wasm), run through bindings jco generated
+// when the package was packed (node/build.sh). Declarations: index.d.ts. See README.md.
 
 export { Checkpointer, Driver, Codec } from './checkpointer.js';
 export {
@@ -13,6 +13,7 @@ export {
   CorruptError,
   StorageError,
   TooLargeError,
+  BrokenStoreError,
   ComponentFailure,
 } from './errors.js';
 export { MapStorage, JsonFileStorage, BackendError, compareKeys } from './storage.js';

@@ -26,8 +26,10 @@ import { dirname } from 'node:path';
  * apply).
  *
  * An answer outside the contract (a `committed` list of the wrong length, a version 0 for a
- * put, keys out of order) is a host bug: the call fails with `ComponentFailure` and that
- * checkpointer refuses further calls, as in the Rust host.
+ * put, keys out of order) is a bug of the store, found by the component: the call fails with
+ * `BrokenStoreError`, nothing is acked, and the checkpointer stays usable (the same answer as
+ * in the Rust and Python hosts). An answer of the wrong type (a version that is not an
+ * integer, a value that is not a Uint8Array) fails the call as a `failed` storage error.
  *
  * @typedef {object} Storage
  * @property {(key: string) => (StoredEntry | null)} get Reads one key: its value and current

@@ -194,15 +194,37 @@ describe('Checkpointer', () => {
     assert.throws(() => checkpointer.get('run', 'stage'), (e) => e instanceof StorageError && /synchronous store/.test(e.detail));
   });
 
-  test('a store that breaks the contract traps that instance only (ComponentFailure), as in Rust', () => {
-    const store = new MapStorage();
-    const liar = { get: (k) => store.get(k), listKeys: (p) => store.listKeys(p), commit: () => ({ committed: [] }) };
-    const broken = Checkpointer.open(liar, null, OPTIONS);
-    assert.throws(() => broken.write(checkpoint()), (e) => e instanceof ComponentFailure && /broke its contract in `commit`/.test(e.message));
-    assert.throws(() => broken.get('run', 'stage'), (e) => e instanceof ComponentFailure && /unusable after an earlier failure/.test(e.message));
-    // Other instances keep serving.
-    const healthy = Checkpointer.open(store, null, OPTIONS);
-    assert.equal(healthy.write(checkpoint()).sequence, 1n);
+  test('an answer the WIT types cannot carry is a failed storage error, not a trap', () => {
+    const answers = [
+      ['commit', () => ({ committed: [-1n, 1n] }), /version 0 is bigint -1, not a u64/],
+      ['commit', () => ({ committed: [1.5, 1n] }), /version 0 is number 1.5, not a u64/],
+      ['commit', () => ({ conflict: -1 }), /conflict index -1 is not a u32/],
+      ['commit', () => 'committed', /neither \{committed: \[...\]\} nor \{conflict: i\}/],
+      ['get', () => ({ value: 'text', version: 1n }), /without a Uint8Array value/],
+      ['listKeys', () => 'ckpt/', /not an array/],
+      ['listKeys', (p) => [`${p}\udc80`], /not well-formed Unicode/],
+    ];
+    for (const [call, answer, says] of answers) {
+      const store = new MapStorage();
+      let lie = true;
+      const liar = {
+        get: (k) => (call === 'get' && lie ? ((lie = false), answer(k)) : store.get(k)),
+        commit: (w) => {
+          const truth = store.commit(w);
+          return call === 'commit' && lie ? ((lie = false), answer(w)) : truth;
+        },
+        listKeys: (p) => (call === 'listKeys' && lie ? ((lie = false), answer(p)) : store.listKeys(p)),
+      };
+      const consumer = new RecordingConsumer();
+      const checkpointer = Checkpointer.open(liar, consumer, OPTIONS);
+      assert.throws(
+        () => checkpointer.write(checkpoint(), ['m']),
+        (e) => e instanceof StorageError && /cannot be passed to the component/.test(e.detail) && says.test(e.detail),
+        `${call}: ${says}`,
+      );
+      assert.deepEqual(consumer.acks, []);
+      assert.equal(checkpointer.write(checkpoint(), ['m']).sequence, 1n, 'the instance still serves');
+    }
   });
 
   test('a store calling back into its own checkpointer is refused as a storage error', () => {
@@ -235,7 +257,9 @@ describe('Checkpointer', () => {
 
   test('conflicts and storage faults injected at commit map to ConflictError and StorageError', () => {
     const { checkpointer, script, consumer } = setup();
-    script.inject('commit', 1, { conflict: 0 });
+    // Clamped to the batch's last write: the latest, the one with a condition (a conflict at a
+    // write without one would be a broken store).
+    script.inject('commit', 1, { conflict: 99 });
     assert.throws(() => checkpointer.write(checkpoint(), ['m']), ConflictError);
     script.reset();
     script.inject('commit', 1, 'timeout');

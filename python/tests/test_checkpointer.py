@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from checkpoint import (
+from pipeline_checkpoint import (
     AckFailed,
     Acked,
     ChangeKind,
@@ -35,6 +35,7 @@ from checkpoint import (
     OverflowPolicy,
     Pending,
     PerBatch,
+    PerMessage,
     ProcessedMessage,
     Put,
     Regression,
@@ -48,16 +49,22 @@ from checkpoint import (
     Watermark,
     Write,
 )
-from checkpoint.faults import FaultScript, FaultyStorage, StorageFault
-from conftest import REPO
+from pipeline_checkpoint.faults import FaultScript, FaultyStorage, StorageFault
+from conftest import REPO, Lying
 
 OPTIONS = Options(namespace="test", max_retained=3, max_checkpoint_bytes=65536)
 LATEST = "ckpt/test/run/stage/latest"
 
 
-def cp(sequence: int, offset: int = 0, **fields) -> Checkpoint:
+def cp(sequence: int, offset: int = 0, *, epoch: int = 1, at_ms: int = 0, **fields) -> Checkpoint:
     return Checkpoint(
-        run_id="run", stage="stage", sequence=sequence, watermark=Watermark(offset, 0), **fields
+        run_id="run",
+        stage="stage",
+        sequence=sequence,
+        epoch=epoch,
+        watermark=Watermark(offset, 0),
+        at_ms=at_ms,
+        **fields,
     )
 
 
@@ -148,7 +155,7 @@ def test_open_refuses_objects_that_are_not_stores_or_consumers() -> None:
 
 def test_invalid_options_fail_open() -> None:
     with pytest.raises(InvalidInput) as e:
-        Checkpointer.open(DictStorage(), None, Options(namespace="bad/namespace"))
+        Checkpointer.open(DictStorage(), None, Options("bad/namespace", 3, 65536))
     assert e.value.field == "namespace"
 
 
@@ -173,7 +180,9 @@ def test_fenced_carries_both_epochs(storage) -> None:
 def test_conflict_when_the_commit_condition_fails(consumer) -> None:
     script = FaultScript()
     checkpointer = open_on(FaultyStorage(DictStorage(), script), consumer)
-    script.inject("commit", 1, StorageFault("conflict"))
+    # The index is clamped to the batch's last write: the latest, the one with a condition (a
+    # conflict at a write without one would be a broken store).
+    script.inject("commit", 1, StorageFault("conflict", index=99))
     with pytest.raises(Conflict) as e:
         checkpointer.write(cp(1), ["m"])
     assert e.value.message
@@ -209,7 +218,7 @@ def test_every_error_is_a_checkpoint_error_with_its_wit_case() -> None:
     cases = {c.case for c in CheckpointError.__subclasses__()}
     assert cases == {
         "invalid", "regression", "fenced", "conflict", "not-found", "corrupt", "storage",
-        "too-large",
+        "too-large", "broken-store",
     }  # fmt: skip
 
 
@@ -223,7 +232,7 @@ def test_every_error_is_a_checkpoint_error_with_its_wit_case() -> None:
         (cp(2**64), "sequence"),
         (cp(-1), "sequence"),
         (cp(1, offset=-1), "watermark.offset"),
-        (Checkpoint("run", "stage", 1, watermark=Watermark(0, 2**63)), "watermark.event-time-ms"),
+        (Checkpoint("run", "stage", 1, 1, Watermark(0, 2**63), 0), "watermark.event-time-ms"),
         (cp(1, sinks=[SinkPosition("s", 2**64)]), "sinks[0].position"),
         (cp(1, epoch=True), "epoch"),
         (cp(1, at_ms=1.5), "at-ms"),
@@ -241,14 +250,14 @@ def test_out_of_range_values_are_refused_before_any_call(checkpoint, field) -> N
 
 def test_out_of_range_options_and_driver_arguments() -> None:
     with pytest.raises(InvalidInput) as e:
-        Checkpointer.open(DictStorage(), None, Options("test", max_retained=2**32))
+        Checkpointer.open(DictStorage(), None, Options("test", 2**32, 65536))
     assert e.value.field == "max-retained"
-    driver = open_on(DictStorage()).open_driver(DriverOptions("run", "stage"))
+    driver = open_on(DictStorage()).open_driver(DriverOptions("run", "stage", 1, PerMessage()))
     with pytest.raises(InvalidInput) as e:
         driver.record_processed(ProcessedMessage("m", 1), now_ms=-5)
     assert e.value.field == "now-ms"
     with pytest.raises(InvalidInput) as e:
-        open_on(DictStorage()).open_driver(DriverOptions("run", "stage", policy=PerBatch(2**32)))
+        open_on(DictStorage()).open_driver(DriverOptions("run", "stage", 1, PerBatch(2**32)))
     assert e.value.field == "policy.per-batch"
 
 
@@ -325,43 +334,28 @@ def test_list_keys_failure_during_delete() -> None:
     assert checkpointer.delete("run", "stage") == 2  # latest + its retained copy
 
 
-class LyingStorage(DictStorage):
-    """Answers outside the storage contract."""
-
-    def __init__(self, answer) -> None:
-        super().__init__()
-        self.answer = answer
-
-    def commit(self, writes):
-        super().commit(writes)
-        return self.answer(writes)
-
-
 @pytest.mark.parametrize(
-    "answer",
+    ("call", "answer", "problem"),
     [
-        lambda writes: Committed(()),  # too few versions
-        lambda writes: Committed(tuple(-1 for _ in writes)),  # not a u64
-        lambda writes: CommitConflict(len(writes)),  # index outside the batch
-        lambda writes: "committed",  # not an outcome
+        ("commit", lambda writes: Committed(tuple(-1 for _ in writes)), "-1 is not a u64"),
+        ("commit", lambda writes: CommitConflict(2**32), "not a u32"),
+        ("commit", lambda writes: "committed", "not Committed or CommitConflict"),
+        ("get", lambda key: Entry("text", 1), "not bytes"),
+        ("get", lambda key: {"value": b"", "version": 1}, "not Entry or None"),
+        ("list-keys", lambda prefix: "ckpt/", "not a list of str"),
+        ("list-keys", lambda prefix: [b"ckpt/"], "is not a str"),
+        ("list-keys", lambda prefix: [prefix + "\udc80"], "not valid Unicode"),
     ],
 )
-def test_a_store_answer_outside_the_contract_is_a_storage_error_not_a_trap(answer) -> None:
-    checkpointer = open_on(LyingStorage(answer))
+def test_an_answer_the_wit_cannot_carry_is_a_failed_storage_error_not_a_trap(
+    call, answer, problem, consumer
+) -> None:
+    checkpointer = open_on(Lying(call, answer), consumer)
     with pytest.raises(StorageFailure) as e:
-        checkpointer.write(cp(1))
-    assert "broke the storage contract" in e.value.message
-    assert checkpointer.resume_point("run", "stage").origin == Latest()  # still usable
-
-
-def test_get_returning_a_bad_entry_is_a_storage_error() -> None:
-    class BadEntry(DictStorage):
-        def get(self, key):
-            return Entry(b"x", 0)  # versions start at 1
-
-    with pytest.raises(StorageFailure) as e:
-        open_on(BadEntry()).get("run", "stage")
-    assert "version 0" in e.value.message
+        checkpointer.write(cp(1), ["m"])
+    assert "cannot be passed to the component" in e.value.message and problem in e.value.message
+    assert consumer.acks == []
+    assert checkpointer.write(cp(1), ["m"]).sequence == 1  # the lie was once: still usable
 
 
 def test_keyboard_interrupt_in_a_store_is_raised_after_the_call_and_the_instance_survives() -> None:
@@ -411,7 +405,7 @@ def test_failing_consumer_is_reported_in_the_receipt_and_the_checkpoint_is_durab
 
 @pytest.mark.parametrize("state", [b"", bytes(range(256)) * 8])
 def test_bytes_cross_the_boundary_unchanged(storage, state) -> None:
-    # Bytes are converted in bulk (checkpoint._speedups); every byte value must survive, in
+    # Bytes are converted in bulk (pipeline_checkpoint._speedups); every byte value must survive, in
     # both directions: into the guest (write, encode) and out of it (get, decode, commit).
     checkpointer = open_on(storage)
     written = cp(1, operator_states=[OperatorState("s", state)])
@@ -431,7 +425,7 @@ def test_driver_per_batch_acks_only_after_each_checkpoint(storage, consumer) -> 
     checkpointer = open_on(storage, consumer)
     checkpointer.write(cp(1, offset=10))
     driver = checkpointer.open_driver(
-        DriverOptions("run", "stage", policy=PerBatch(2), changelog_capacity=16)
+        DriverOptions("run", "stage", 1, PerBatch(2), changelog_capacity=16)
     )
     assert driver.resumed_from().point.watermark.offset == 10
     assert driver.record_processed(ProcessedMessage("m-10", 11), now_ms=1) == Pending(1)
@@ -455,7 +449,7 @@ def test_driver_per_batch_acks_only_after_each_checkpoint(storage, consumer) -> 
 def test_driver_explicit_flush_and_changelog_overflow() -> None:
     driver = open_on(DictStorage()).open_driver(
         DriverOptions(
-            "run", "stage", policy=ExplicitFlush(), changelog_capacity=2,
+            "run", "stage", 1, ExplicitFlush(), changelog_capacity=2,
             overflow=OverflowPolicy.OVERWRITE_OLDEST,
         )
     )  # fmt: skip
@@ -467,12 +461,12 @@ def test_driver_explicit_flush_and_changelog_overflow() -> None:
 
 def test_closing_a_driver_frees_it_and_keeps_the_checkpointer(consumer) -> None:
     checkpointer = open_on(DictStorage(), consumer)
-    with checkpointer.open_driver(DriverOptions("run", "stage", policy=ExplicitFlush())) as first:
+    with checkpointer.open_driver(DriverOptions("run", "stage", 1, ExplicitFlush())) as first:
         first.record_processed(ProcessedMessage("lost", 1), 0)
     with pytest.raises(ComponentFailure, match="driver was closed"):
         first.flush(0)
     assert consumer.acks == []  # closing flushes nothing
-    second = checkpointer.open_driver(DriverOptions("run", "stage"))
+    second = checkpointer.open_driver(DriverOptions("run", "stage", 1, PerMessage()))
     assert isinstance(second.record_processed(ProcessedMessage("m", 1), 0), Checkpointed)
     assert consumer.acks == [["m"]]
 
@@ -481,7 +475,7 @@ def test_driver_is_fenced_at_open_by_a_newer_epoch() -> None:
     checkpointer = open_on(DictStorage())
     checkpointer.write(cp(1, epoch=2))
     with pytest.raises(Fenced):
-        checkpointer.open_driver(DriverOptions("run", "stage", epoch=1))
+        checkpointer.open_driver(DriverOptions("run", "stage", 1, PerMessage()))
 
 
 # ---------------------------------------------------------------------------------------------

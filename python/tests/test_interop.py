@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from checkpoint import Checkpoint, Checkpointer, Latest, Options, SqliteStorage, Watermark
+from pipeline_checkpoint import Checkpoint, Checkpointer, Latest, Options, SqliteStorage, Watermark
 from conftest import REPO
 
 CKPT = Path(os.environ.get("CKPT_BIN", REPO / "target" / "release" / "ckpt"))
@@ -28,8 +28,8 @@ def ckpt(db: Path, *args: str) -> object:
 def test_rust_cli_and_python_host_share_one_sqlite_file(tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     store = SqliteStorage(db)
-    checkpointer = Checkpointer.open(store, None, Options("interop", max_retained=2))
-    checkpointer.write(Checkpoint("r1", "parse", 3, watermark=Watermark(100, 0)))
+    checkpointer = Checkpointer.open(store, None, Options("interop", 2, 1 << 20))
+    checkpointer.write(Checkpoint("r1", "parse", 3, 1, Watermark(100, 0), 0))
 
     got = ckpt(db, "get", "--run", "r1", "--stage", "parse")
     assert (got["sequence"], got["watermark"]["offset"]) == (3, 100)  # type: ignore[index]
@@ -41,7 +41,7 @@ def test_rust_cli_and_python_host_share_one_sqlite_file(tmp_path: Path) -> None:
     assert (resume.point.sequence, resume.point.watermark.offset) == (4, 120)
 
     # Python goes on from the Rust write: versions come from the one shared counter.
-    receipt = checkpointer.write(Checkpoint("r1", "parse", 5, watermark=Watermark(130, 0)))
+    receipt = checkpointer.write(Checkpoint("r1", "parse", 5, 1, Watermark(130, 0), 0))
     assert receipt.pruned == 1
     history = ckpt(db, "history", "--run", "r1", "--stage", "parse")
     assert [c["sequence"] for c in history["checkpoints"]] == [4, 5]  # type: ignore[index]

@@ -1,4 +1,4 @@
-"""The README's Python example runs as written."""
+"""The README's Python example runs as written, and the package page shows that same example."""
 
 from __future__ import annotations
 
@@ -24,3 +24,11 @@ def test_readme_python_example_runs() -> None:
         # The example checks its own results; an example without a check would prove nothing.
         assert "assert " in block, "the README example should assert what it shows"
         exec(compile(block, "README.md (Embedding from Python)", "exec"), {"__name__": "readme"})
+
+
+def test_the_package_page_shows_the_readme_example() -> None:
+    # python/README.md is the wheel's description (the page on the package index); the example
+    # there is the one tested here and by python/install-test.sh.
+    page = (REPO / "python" / "README.md").read_text(encoding="utf-8")
+    found = re.findall(r"^```python\n(.*?)^```", page, flags=re.M | re.S)
+    assert python_blocks() == found[:1], "python/README.md must show the README's Python example"

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from checkpoint import Checkpoint, Codec, ComponentFailure, InvalidInput, Runtime
+from pipeline_checkpoint import (
+    Checkpoint,
+    Codec,
+    ComponentFailure,
+    InvalidInput,
+    Runtime,
+    Watermark,
+)
 from conftest import REPO
 
 HOSTILE = Path(os.environ.get("CKPT_HOSTILE_WASM", REPO / "target" / "hostile.wasm"))
@@ -23,7 +30,7 @@ def hostile() -> Runtime:
 
 def command(codec: Codec, name: str) -> None:
     # The hostile guest takes its command from the run-id given to `codec.validate`.
-    codec.validate(Checkpoint(run_id=name, stage="s", sequence=1))
+    codec.validate(Checkpoint(name, "s", 1, 1, Watermark(0, 0), 0))
 
 
 def test_a_guest_that_loops_is_stopped_at_the_deadline(hostile: Runtime) -> None:

@@ -1,5 +1,5 @@
-"""The storage contract (`checkpoint.storage.Storage`) on the dict and sqlite3 stores, and what
-only the SQLite store promises (durability across connections, its pragmas and schema)."""
+"""The storage contract (`pipeline_checkpoint.storage.Storage`) on the dict and sqlite3 stores,
+and what only the SQLite store promises (durability across connections, its pragmas and schema)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from checkpoint import (
+from pipeline_checkpoint import (
     CommitConflict,
     Committed,
     Delete,

@@ -4,15 +4,21 @@
 //! with [`open_storage`], or build it directly.
 
 mod memory;
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::MemoryStorage;
 // `self::`: the module shares its name with the `postgres` crate.
+#[cfg(feature = "postgres")]
 pub use self::postgres::PostgresStorage;
 // `self::`: the module shares its name with the `redis` crate.
+#[cfg(feature = "redis")]
 pub use self::redis::RedisStorage;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStorage;
 
 pub use crate::bindings::storage::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
@@ -76,42 +82,155 @@ pub trait Storage: Send + 'static {
 ///
 /// Accepted schemes:
 /// - `memory:` - a new, empty [`MemoryStorage`] (lost when the process ends);
-/// - `sqlite:PATH` - a [`SqliteStorage`] on the database file `PATH` (created when missing;
-///   `sqlite://PATH` is accepted too);
+/// - `sqlite:PATH` - a `SqliteStorage` on the database file `PATH` (created when missing;
+///   `sqlite://PATH` is accepted too); feature `sqlite` (on by default);
 /// - `postgres://user[:password]@host[:port]/dbname[?params]` (or `postgresql://`) - a
-///   [`PostgresStorage`] (parameters such as `schema=NAME`, `connect_timeout_ms`,
-///   `statement_timeout_ms` and `pool_size` are listed there);
-/// - `redis://[user:password@]host[:port][/db][?params]` - a [`RedisStorage`] (parameters such as
-///   `prefix=NAME` and `durability=strict|relaxed` are listed there; `rediss://` is refused).
-pub fn open_storage(url: &str) -> anyhow::Result<Box<dyn Storage>> {
+///   `PostgresStorage` (parameters such as `schema=NAME`, `connect_timeout_ms`,
+///   `statement_timeout_ms` and `pool_size` are listed there); feature `postgres`;
+/// - `redis://[user:password@]host[:port][/db][?params]` - a `RedisStorage` (parameters such as
+///   `prefix=NAME` and `durability=strict|relaxed` are listed there; `rediss://` is refused);
+///   feature `redis`.
+///
+/// Errors never contain the URL's password; [`OpenError::kind`] says what to do.
+pub fn open_storage(url: &str) -> Result<Box<dyn Storage>, OpenError> {
     const ACCEPTED: &str = "accepted: `memory:`, `sqlite:PATH`, \
         `postgres://USER@HOST[:PORT]/DB[?schema=NAME&...]`, `redis://HOST[:PORT][/DB]`";
-    let (scheme, rest) = url
-        .split_once(':')
-        .ok_or_else(|| anyhow::anyhow!("storage URL {url:?} has no scheme ({ACCEPTED})"))?;
+    let shown = redact_url(url);
+    let Some((scheme, rest)) = url.split_once(':') else {
+        return Err(OpenError::new(
+            OpenErrorKind::BadUrl,
+            format!("storage URL {shown:?} has no scheme ({ACCEPTED})"),
+        ));
+    };
     match scheme {
         "memory" if rest.is_empty() => Ok(Box::new(MemoryStorage::new())),
-        "sqlite" => {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            anyhow::ensure!(
-                !path.is_empty(),
-                "storage URL {url:?} names no database file"
-            );
-            Ok(Box::new(SqliteStorage::open(path)?))
-        }
+        "sqlite" => open_sqlite(url, rest),
         // Their errors never echo `url`, which may hold a password.
-        "postgres" | "postgresql" => Ok(Box::new(PostgresStorage::open(url)?)),
-        "redis" | "rediss" => Ok(Box::new(RedisStorage::open(url)?)),
-        _ => anyhow::bail!("unsupported storage URL {url:?} ({ACCEPTED})"),
+        "postgres" | "postgresql" => open_postgres(url),
+        "redis" | "rediss" => open_redis(url),
+        _ => Err(OpenError::new(
+            OpenErrorKind::BadUrl,
+            format!("unsupported storage URL {shown:?} ({ACCEPTED})"),
+        )),
     }
 }
 
-/// Why opening a shared store failed when its server could not be reached (refused, timed
-/// out, gone): an outage, not a wrong URL or a refused login. Retry later. Found in the error
-/// chain of [`open_storage`]; the CLI exits with the `storage` code (9) for it.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Unreachable(pub String);
+#[cfg(feature = "sqlite")]
+fn open_sqlite(url: &str, rest: &str) -> Result<Box<dyn Storage>, OpenError> {
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    if path.is_empty() {
+        return Err(OpenError::new(
+            OpenErrorKind::BadUrl,
+            format!("storage URL {url:?} names no database file"),
+        ));
+    }
+    Ok(Box::new(SqliteStorage::open(path)?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn open_sqlite(_url: &str, _rest: &str) -> Result<Box<dyn Storage>, OpenError> {
+    Err(OpenError::feature_disabled("sqlite", "sqlite"))
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str) -> Result<Box<dyn Storage>, OpenError> {
+    Ok(Box::new(PostgresStorage::open(url)?))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_url: &str) -> Result<Box<dyn Storage>, OpenError> {
+    Err(OpenError::feature_disabled("postgres", "postgres"))
+}
+
+#[cfg(feature = "redis")]
+fn open_redis(url: &str) -> Result<Box<dyn Storage>, OpenError> {
+    Ok(Box::new(RedisStorage::open(url)?))
+}
+
+#[cfg(not(feature = "redis"))]
+fn open_redis(_url: &str) -> Result<Box<dyn Storage>, OpenError> {
+    Err(OpenError::feature_disabled("redis", "redis"))
+}
+
+/// Why a store could not be opened. [`OpenError::kind`] says what to do; the message names
+/// the store (never its password) and every cause.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct OpenError {
+    kind: OpenErrorKind,
+    message: String,
+}
+
+/// What kind of failure an [`OpenError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OpenErrorKind {
+    /// The URL is malformed: unknown scheme or parameter, a value out of range, no path.
+    /// Fix the URL.
+    BadUrl,
+    /// The URL names a store this build of the library leaves out: enable the Cargo feature
+    /// the message names (`sqlite`, `postgres`, `redis`).
+    FeatureDisabled,
+    /// The server could not be reached (connection refused, timed out, gone): an outage.
+    /// Retry later; nothing was changed.
+    Unreachable,
+    /// The store was created or migrated by a newer version of this library. Upgrade the
+    /// library; the store is left untouched.
+    SchemaTooNew,
+    /// The server or file answered and refused: a rejected login or permission, a setting the
+    /// durability contract needs (Redis `appendfsync`, a PostgreSQL standby), a file that is
+    /// not a store of this library. Fix the server, the credentials or the path.
+    Refused,
+    /// Any other failure (I/O, an unexpected server error). The message says what happened.
+    Failed,
+}
+
+impl OpenError {
+    pub(crate) fn new(kind: OpenErrorKind, message: String) -> Self {
+        OpenError { kind, message }
+    }
+
+    #[allow(dead_code, reason = "used only when a store's feature is disabled")]
+    fn feature_disabled(scheme: &str, feature: &str) -> Self {
+        OpenError::new(
+            OpenErrorKind::FeatureDisabled,
+            format!(
+                "`{scheme}` stores need the `{feature}` feature of checkpoint-host, which this \
+                 build leaves out"
+            ),
+        )
+    }
+
+    /// An error of `kind`, to raise inside a backend's opening code (where failures travel
+    /// as `anyhow::Error` with context); [`OpenError::from`] finds it again in the chain.
+    #[allow(dead_code, reason = "used by the optional backends")]
+    pub(crate) fn marked(kind: OpenErrorKind, message: String) -> anyhow::Error {
+        anyhow::Error::new(OpenError::new(kind, message))
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> OpenErrorKind {
+        self.kind
+    }
+
+    /// The message, with every cause (the same text as `Display`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// A backend's failure chain becomes one message; its kind is that of the innermost
+/// [`OpenError::marked`] in the chain, else `Failed`.
+impl From<anyhow::Error> for OpenError {
+    fn from(e: anyhow::Error) -> Self {
+        let kind = e
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<OpenError>())
+            .last()
+            .map_or(OpenErrorKind::Failed, OpenError::kind);
+        OpenError::new(kind, format!("{e:#}"))
+    }
+}
 
 /// The URL with any password replaced by `***`, for messages and reports: a store URL may
 /// carry credentials (`postgres://user:secret@host/db`), and errors must not show them.
@@ -147,7 +266,7 @@ pub(crate) fn check_distinct_keys(writes: &[Write]) -> Result<(), StorageError> 
 }
 
 /// A boxed backend is a backend, so wrappers such as
-/// [`FaultyStorage`](crate::faults::FaultyStorage) can wrap one picked at run time.
+/// `checkpoint_testkit::faults::FaultyStorage` can wrap one picked at run time.
 impl Storage for Box<dyn Storage> {
     fn get(&mut self, key: &str) -> Result<Lookup, StorageError> {
         (**self).get(key)

@@ -17,7 +17,8 @@ use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::{
-    CommitOutcome, Entry, Lookup, Storage, StorageError, Write, WriteOp, check_distinct_keys,
+    CommitOutcome, Entry, Lookup, OpenError, OpenErrorKind, Storage, StorageError, Write, WriteOp,
+    check_distinct_keys,
 };
 
 /// The schema this build writes. Bump it with a migration step in `migrate`.
@@ -116,8 +117,13 @@ impl PostgresStorage {
     ///
     /// Fails within the connect timeout when the server cannot be reached; refuses a schema
     /// whose version is newer than this build understands.
-    pub fn open(url: &str) -> anyhow::Result<Self> {
-        let settings = parse_url(url)?;
+    pub fn open(url: &str) -> Result<Self, OpenError> {
+        Self::open_inner(url).map_err(OpenError::from)
+    }
+
+    fn open_inner(url: &str) -> anyhow::Result<Self> {
+        let settings = parse_url(url)
+            .map_err(|e| OpenError::marked(OpenErrorKind::BadUrl, format!("{e:#}")))?;
         let target = describe_target(&settings.config, &settings.schema);
         let queries = Arc::new(Queries::new(&settings.schema));
         let manager = SessionManager {
@@ -130,12 +136,17 @@ impl PostgresStorage {
             let message = format!("cannot connect to {target}: {}", describe(&e));
             // A server's answer (a refused login, a missing database) is not an outage.
             if e.as_db_error().is_some() {
-                anyhow::anyhow!(message)
+                OpenError::marked(OpenErrorKind::Refused, message)
             } else {
-                anyhow::Error::new(super::Unreachable(message))
+                OpenError::marked(OpenErrorKind::Unreachable, message)
             }
         })?;
-        check_session(&mut client).with_context(|| format!("{target} cannot hold the store"))?;
+        check_session(&mut client).map_err(|e| {
+            OpenError::marked(
+                OpenErrorKind::Refused,
+                format!("{target} cannot hold the store: {e:#}"),
+            )
+        })?;
         migrate(&mut client, &settings.schema)
             .with_context(|| format!("cannot prepare the store's schema on {target}"))?;
         drop(client);
@@ -419,10 +430,13 @@ fn migrate(client: &mut Client, schema: &str) -> anyhow::Result<()> {
             )?;
         }
         Some(SCHEMA_VERSION) => {}
-        Some(v) if v > SCHEMA_VERSION => anyhow::bail!(
-            "schema {schema} has store version {v}, newer than this build understands \
-             ({SCHEMA_VERSION}): it was written by a newer version; upgrade this program"
-        ),
+        Some(v) if v > SCHEMA_VERSION => Err(OpenError::marked(
+            OpenErrorKind::SchemaTooNew,
+            format!(
+                "schema {schema} has store version {v}, newer than this build understands \
+                 ({SCHEMA_VERSION}): it was written by a newer version; upgrade this program"
+            ),
+        ))?,
         Some(v) => anyhow::bail!("schema {schema} has unknown store version {v}"),
     }
     tx.commit()?;

@@ -13,7 +13,8 @@ use anyhow::Context as _;
 use redis::{Cmd, ConnectionLike as _, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
 use super::{
-    CommitOutcome, Entry, Lookup, Storage, StorageError, Write, WriteOp, check_distinct_keys,
+    CommitOutcome, Entry, Lookup, OpenError, OpenErrorKind, Storage, StorageError, Write, WriteOp,
+    check_distinct_keys,
 };
 
 /// The layout this build writes under a store's prefix. Bump it with a migration in `open`.
@@ -339,10 +340,16 @@ impl RedisStorage {
     /// Connects to the server of `url` (format and parameters above), checks its durability
     /// settings (refusing a non-durable server unless `durability=relaxed`), and creates or
     /// checks the store's schema marker. Fails when the server is unreachable.
-    pub fn open(url: &str) -> anyhow::Result<Self> {
-        let settings = parse_url(url)?;
-        let client = redis::Client::open(settings.client_url.as_str())
-            .map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
+    pub fn open(url: &str) -> Result<Self, OpenError> {
+        Self::open_inner(url).map_err(OpenError::from)
+    }
+
+    fn open_inner(url: &str) -> anyhow::Result<Self> {
+        let settings = parse_url(url)
+            .map_err(|e| OpenError::marked(OpenErrorKind::BadUrl, format!("{e:#}")))?;
+        let client = redis::Client::open(settings.client_url.as_str()).map_err(|e| {
+            OpenError::marked(OpenErrorKind::BadUrl, format!("invalid Redis URL: {e}"))
+        })?;
         let info = client.get_connection_info();
         let server: Arc<str> = format!("{} db {}", info.addr(), info.redis_settings().db()).into();
         let manager = Manager {
@@ -355,15 +362,22 @@ impl RedisStorage {
         let mut first = r2d2::ManageConnection::connect(&manager).map_err(|e| {
             // An answer (wrong password, unknown user) is not an outage: say which it was.
             if e.code().is_some() || e.kind() == ErrorKind::AuthenticationFailed {
-                anyhow::anyhow!("Redis at {server} refused the connection: {e}")
+                OpenError::marked(
+                    OpenErrorKind::Refused,
+                    format!("Redis at {server} refused the connection: {e}"),
+                )
             } else {
-                anyhow::Error::new(super::Unreachable(format!(
-                    "Redis at {server} is unavailable: {e} (connect timeout {} ms)",
-                    settings.connect_timeout.as_millis()
-                )))
+                OpenError::marked(
+                    OpenErrorKind::Unreachable,
+                    format!(
+                        "Redis at {server} is unavailable: {e} (connect timeout {} ms)",
+                        settings.connect_timeout.as_millis()
+                    ),
+                )
             }
         })?;
-        check_durability(&mut first.inner, &server, settings.durability)?;
+        check_durability(&mut first.inner, &server, settings.durability)
+            .map_err(|e| OpenError::marked(OpenErrorKind::Refused, format!("{e:#}")))?;
         check_schema(&mut first.inner, &keys)
             .with_context(|| format!("Redis at {server}, prefix {:?}", settings.prefix))?;
 
@@ -572,10 +586,13 @@ fn check_schema(conn: &mut redis::Connection, keys: &KeySpace) -> anyhow::Result
     }
     match found.as_deref().map(str::parse::<u64>) {
         Some(Ok(SCHEMA_VERSION)) => Ok(()),
-        Some(Ok(v)) if v > SCHEMA_VERSION => anyhow::bail!(
-            "the store has schema version {v}, newer than this build understands \
-             ({SCHEMA_VERSION}): it was written by a newer version; upgrade this program"
-        ),
+        Some(Ok(v)) if v > SCHEMA_VERSION => Err(OpenError::marked(
+            OpenErrorKind::SchemaTooNew,
+            format!(
+                "the store has schema version {v}, newer than this build understands \
+                 ({SCHEMA_VERSION}): it was written by a newer version; upgrade this program"
+            ),
+        )),
         other => anyhow::bail!("the store's schema marker is unreadable: {other:?}"),
     }
 }

@@ -12,7 +12,8 @@ use anyhow::Context as _;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    CommitOutcome, Entry, Lookup, Storage, StorageError, Write, WriteOp, check_distinct_keys,
+    CommitOutcome, Entry, Lookup, OpenError, OpenErrorKind, Storage, StorageError, Write, WriteOp,
+    check_distinct_keys,
 };
 
 /// The schema this build writes. Bump it with a migration step in `migrate`.
@@ -34,8 +35,11 @@ impl SqliteStorage {
     /// Opens (creating when missing) the database at `path`, switches it to WAL with
     /// `synchronous=FULL`, and creates or migrates the schema. Refuses a database whose schema
     /// is newer than this build understands.
-    pub fn open(path: impl AsRef<Path>) -> anyhow::Result<Self> {
-        let path = path.as_ref();
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::open_inner(path.as_ref()).map_err(OpenError::from)
+    }
+
+    fn open_inner(path: &Path) -> anyhow::Result<Self> {
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -91,11 +95,21 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
             )?;
         }
         Some(SCHEMA_VERSION) => {}
-        Some(v) if v > SCHEMA_VERSION => anyhow::bail!(
-            "the database has schema version {v}, newer than this build understands \
-             ({SCHEMA_VERSION}): it was written by a newer version; upgrade this program"
-        ),
-        Some(v) => anyhow::bail!("the database has unknown schema version {v}"),
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(OpenError::marked(
+                OpenErrorKind::SchemaTooNew,
+                format!(
+                    "the database has schema version {v}, newer than this build understands \
+                     ({SCHEMA_VERSION}): it was written by a newer version; upgrade this program"
+                ),
+            ));
+        }
+        Some(v) => {
+            return Err(OpenError::marked(
+                OpenErrorKind::Refused,
+                format!("the database has unknown schema version {v}"),
+            ));
+        }
     }
     tx.commit()?;
     Ok(())

@@ -204,6 +204,9 @@ impl codec::Guest for Component {
     ) -> Result<ResumePoint, Error> {
         refuse("resume-point-for-stage")
     }
+    fn describe(_error: Error) -> String {
+        String::from("hostile component: describes nothing")
+    }
 }
 
 bindings::export!(Component with_types_in bindings);

@@ -1,0 +1,276 @@
+// Declarations of checkpointer.js: Checkpointer, Driver, Codec and the records they take and
+// give. Records mirror the WIT (wit/types.wit, wit/checkpointer.wit) with camelCase fields.
+// Integers: u64/s64 are BigInts on output; on input a safe-integer Number is accepted too
+// (anything else, or out of range, is an InvalidInputError). u32 values are Numbers.
+
+/// <reference lib="esnext.disposable" />
+
+import type { Consumer } from './consumer.js';
+import type { CheckpointError, Corruption } from './errors.js';
+import type { Storage } from './storage.js';
+
+/** A u64 or s64 given to the API: a BigInt, or a Number that is a safe integer. */
+export type IntegerInput = bigint | number;
+
+/** How far a stage has read (WIT `watermark`). */
+export interface Watermark {
+  /** The next offset to read. */
+  offset: bigint;
+  /** Event time reached, ms since the Unix epoch (may be negative). */
+  eventTimeMs: bigint;
+}
+
+/** One named input of a stage (WIT `source-position`). */
+export interface SourcePosition {
+  name: string;
+  sequence: bigint;
+  watermark: Watermark;
+}
+
+/** One named output of a stage (WIT `sink-position`). */
+export interface SinkPosition {
+  name: string;
+  position: bigint;
+}
+
+/** Opaque state of one named operator (WIT `operator-state`). */
+export interface OperatorState {
+  name: string;
+  state: Uint8Array;
+}
+
+/** A checkpoint as the component returns it (WIT `checkpoint`): every field present. */
+export interface Checkpoint {
+  runId: string;
+  stage: string;
+  /** At least 1, strictly growing per (runId, stage). */
+  sequence: bigint;
+  /** Ownership epoch of the writer. */
+  epoch: bigint;
+  watermark: Watermark;
+  sources: SourcePosition[];
+  sinks: SinkPosition[];
+  operatorStates: OperatorState[];
+  idempotencyKey: string;
+  /** Wall-clock time of the checkpoint, ms since the Unix epoch (the caller's clock). */
+  atMs: bigint;
+}
+
+/** A watermark given to the API. */
+export interface WatermarkInput {
+  offset: IntegerInput;
+  eventTimeMs: IntegerInput;
+}
+
+/**
+ * A checkpoint given to the API. `sources`, `sinks`, `operatorStates` (default `[]`) and
+ * `idempotencyKey` (default `''`) may be omitted. A {@link Checkpoint} read back is one.
+ */
+export interface CheckpointInput {
+  runId: string;
+  stage: string;
+  sequence: IntegerInput;
+  epoch: IntegerInput;
+  watermark: WatermarkInput;
+  sources?: Array<{ name: string; sequence: IntegerInput; watermark: WatermarkInput }>;
+  sinks?: Array<{ name: string; position: IntegerInput }>;
+  operatorStates?: Array<{ name: string; state: Uint8Array }>;
+  idempotencyKey?: string;
+  atMs: IntegerInput;
+}
+
+/** How a checkpointer stores checkpoints (WIT `options`). */
+export interface Options {
+  /** 1 to 64 bytes of `A-Z a-z 0-9 _ - .`. */
+  namespace: string;
+  /** Checkpoints kept per (runId, stage), at least 1. */
+  maxRetained: number;
+  /** Largest encoding accepted, in bytes, at least 64. */
+  maxCheckpointBytes: number;
+}
+
+/** What became of the acks of a durable write. */
+export type AckOutcome = { kind: 'acked'; count: number } | { kind: 'failed'; message: string };
+
+/** Proof that a checkpoint is durable (WIT `receipt`). */
+export interface Receipt {
+  sequence: bigint;
+  /** Storage version of the latest after this write. */
+  version: bigint;
+  /** The stored latest was already this checkpoint: nothing written, the batch acked again. */
+  replayed: boolean;
+  /** Older checkpoints removed. */
+  pruned: number;
+  acks: AckOutcome;
+}
+
+/** Where a stage should restart (WIT `resume-point`). */
+export interface ResumePoint {
+  runId: string;
+  stage: string;
+  /** 0 when nothing was stored. */
+  sequence: bigint;
+  /** 0 when nothing was stored. */
+  epoch: bigint;
+  /** Restart reading at `watermark.offset`. */
+  watermark: Watermark;
+}
+
+/** Where a resume point comes from. */
+export type ResumeOrigin = 'latest' | 'fallback' | 'fresh';
+
+/** A resume point and where it comes from. */
+export interface Resume {
+  point: ResumePoint;
+  origin: ResumeOrigin;
+  /** What was wrong with the newer checkpoints a fallback skipped (empty unless `'fallback'`). */
+  skipped: Corruption[];
+}
+
+/** The kinds of damage (WIT `corruption-kind`). */
+export type CorruptionKind =
+  | 'truncated'
+  | 'bad-magic'
+  | 'crc-mismatch'
+  | 'unknown-version'
+  | 'unknown-flags'
+  | 'trailing-bytes'
+  | 'invalid-utf8'
+  | 'malformed'
+  | 'misplaced';
+
+/** When a driver writes a checkpoint. */
+export type Policy = 'per-message' | 'explicit-flush' | { perBatch: number };
+
+/** What a driver's changelog does when it is full. */
+export type OverflowPolicy = 'drop-new' | 'overwrite-oldest';
+
+/** How to run a driver (WIT `driver-options`). */
+export interface DriverOptions {
+  runId: string;
+  stage: string;
+  /** The writer's ownership epoch. */
+  epoch: IntegerInput;
+  policy: Policy;
+  /** Recent events the changelog keeps; default 0 (no changelog). */
+  changelogCapacity?: number;
+  /** Default `'drop-new'`. */
+  overflow?: OverflowPolicy;
+}
+
+/** One processed message (WIT `processed-message`). */
+export interface ProcessedMessage {
+  /** Id to ack once a checkpoint covers it. */
+  id: string;
+  /** The message's own offset + 1. */
+  nextOffset: IntegerInput;
+  /** Default 0. */
+  eventTimeMs?: IntegerInput;
+}
+
+/** What a driver call did. */
+export type Progress = { kind: 'pending'; pending: number } | { kind: 'checkpointed'; receipt: Receipt };
+
+/** What recording several messages did. */
+export interface BatchProgress {
+  /** The checkpoints the batch caused, in order. */
+  checkpoints: Receipt[];
+  /** Messages that still wait for a checkpoint. */
+  pending: number;
+}
+
+/** The kind of a changelog event. */
+export type ChangeKind = 'processed' | 'watermark' | 'checkpoint';
+
+/** One event in a driver's changelog. */
+export interface ChangeEvent {
+  kind: ChangeKind;
+  sequence: bigint;
+  watermark: Watermark;
+}
+
+/** A copy of a driver's changelog. */
+export interface Changelog {
+  /** Retained events, oldest first. */
+  events: ChangeEvent[];
+  /** Events lost to the overflow policy since the driver was opened. */
+  overflowCount: bigint;
+  capacity: number;
+}
+
+/**
+ * Writes and reads the checkpoints of one namespace of a store, through its own instance of the
+ * component. Every method is synchronous and throws a `CheckpointError` subclass for a refusal,
+ * or `ComponentFailure` when the component could not run the call (after which this
+ * checkpointer refuses every call).
+ */
+export class Checkpointer implements Disposable {
+  /** Use {@link Checkpointer.open}. */
+  private constructor();
+  /**
+   * Opens a checkpointer in a new instance of the component over `storage` and `consumer`
+   * (`null` for none). Does no storage I/O. Throws `InvalidInputError` for bad options.
+   */
+  static open(storage: Storage, consumer: Consumer | null | undefined, options: Options): Checkpointer;
+  /** Makes `checkpoint` the durable latest of its (runId, stage), then acks `batch`. */
+  write(checkpoint: CheckpointInput, batch?: string[]): Receipt;
+  /** The latest checkpoint; `NotFoundError` when none, `CorruptError` when damaged. */
+  get(runId: string, stage: string): Checkpoint;
+  /** Where (runId, stage) should restart: latest, else newest intact retained, else fresh. */
+  resumePoint(runId: string, stage: string): Resume;
+  /** Retained checkpoints, oldest first; empty when nothing is stored. */
+  history(runId: string, stage: string): Checkpoint[];
+  /** Removes every checkpoint of (runId, stage) in one commit; returns how many entries. */
+  delete(runId: string, stage: string): number;
+  /** Opens a driver for one (runId, stage), sharing this checkpointer's instance. */
+  openDriver(options: DriverOptions): Driver;
+  /** Releases the component's handle; this checkpointer and its drivers refuse further calls. */
+  close(): void;
+  [Symbol.dispose](): void;
+}
+
+/**
+ * Turns processed messages into checkpoints by policy and acks each message once a checkpoint
+ * covers it. Open one with {@link Checkpointer.openDriver}.
+ */
+export class Driver implements Disposable {
+  /** Use {@link Checkpointer.openDriver}. */
+  private constructor();
+  /** The checkpointer this driver writes through. */
+  readonly checkpointer: Checkpointer;
+  /** Where this driver resumed: read input from `point.watermark.offset`. */
+  resumedFrom(): Resume;
+  /** The sequence, epoch and watermark of the last durable checkpoint this driver knows. */
+  cursor(): ResumePoint;
+  /** Records one processed message; writes a checkpoint when the policy says so. */
+  recordProcessed(message: ProcessedMessage, nowMs: IntegerInput): Progress;
+  /** Records messages in order, in one call; stops at the first error. */
+  recordProcessedBatch(messages: ProcessedMessage[], nowMs: IntegerInput): BatchProgress;
+  /** Writes a checkpoint for the pending messages, if any. */
+  flush(nowMs: IntegerInput): Progress;
+  /** A copy of the recent events. */
+  changelog(): Changelog;
+  /** Frees the driver; pending messages are dropped, not flushed. */
+  close(): void;
+  [Symbol.dispose](): void;
+}
+
+/**
+ * The checkpoint binary format (FORMAT.md), from the component: encode, decode, validate,
+ * chain signatures and resume points of lists. Owns an instance with no storage.
+ */
+export class Codec {
+  constructor();
+  /** Canonical bytes of a checkpoint (named lists sorted). */
+  encode(checkpoint: CheckpointInput): Uint8Array;
+  /** Decodes bytes made by `encode`; `CorruptError` naming the damage. */
+  decode(data: Uint8Array): Checkpoint;
+  /** Checks the rules of a checkpoint without any I/O; `InvalidInputError` naming the rule. */
+  validate(checkpoint: CheckpointInput): void;
+  /** Lowercase hex SHA-256 over the chain, in order: equal on every host. */
+  chainSignature(checkpoints: CheckpointInput[]): string;
+  /** The checkpoint of `stage` with the highest sequence; `NotFoundError` when none. */
+  resumePointForStage(checkpoints: CheckpointInput[], stage: string): ResumePoint;
+  /** The component's one line about an error (`codec.describe`): every error's `message`. */
+  describe(error: CheckpointError): string;
+}

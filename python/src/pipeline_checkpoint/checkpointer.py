@@ -1,0 +1,270 @@
+"""Typed handles on the component's exports: `Checkpointer`, `Driver` and `Codec`.
+
+Each checkpointer (and the drivers opened from it) owns one instance of the component in its
+own wasmtime store. `close()` drops the store at once: no guest code runs and nothing is
+flushed, which is exactly what a crash looks like to the stored state.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Sequence
+
+import wasmtime
+
+from . import _wit
+from . import types as t
+from ._runtime import CHECKPOINTER, CODEC, Host, Instance, Runtime
+from .consumer import Consumer, NullConsumer
+from .errors import CheckpointError, ComponentFailure, InvalidInput
+from .storage import DictStorage, Storage
+
+def _runtime(runtime: Any) -> Runtime:
+    if isinstance(runtime, Runtime):
+        return runtime
+    return Runtime.shared(runtime)
+
+
+def _ids(run_id: Any, stage: Any) -> tuple[str, str]:
+    return _wit.string(run_id, "run-id"), _wit.string(stage, "stage")
+
+
+class Checkpointer:
+    """Writes and reads the checkpoints of one namespace of a store, through the component.
+
+    Use one from one thread at a time. Every method raises a `CheckpointError` subclass for an
+    answer of the component (see `pipeline_checkpoint.errors`), and `ComponentFailure` when the
+    component could not run the call (after which this checkpointer refuses every call: open a
+    new one).
+    """
+
+    def __init__(self, instance: Instance, handle: Any) -> None:
+        # Use `Checkpointer.open`.
+        self._instance = instance
+        self._handle = handle
+
+    @classmethod
+    def open(
+        cls,
+        storage: Storage,
+        consumer: Consumer | None,
+        options: t.Options,
+        *,
+        runtime: Runtime | str | os.PathLike[str] | None = None,
+    ) -> "Checkpointer":
+        """Opens a checkpointer in its own instance over `storage`, acking through `consumer`
+        (`None`: acks go nowhere). Raises `InvalidInput` for bad options; does no storage I/O.
+
+        `runtime` is a `Runtime`, a path to a component, or `None` for the shared runtime of the
+        component shipped inside this package."""
+        if not isinstance(storage, Storage):
+            raise TypeError(
+                f"storage must have get, commit and list_keys (pipeline_checkpoint.Storage), "
+                f"not {type(storage).__name__}"
+            )
+        if consumer is not None and not isinstance(consumer, Consumer):
+            raise TypeError(
+                f"consumer must have ack (pipeline_checkpoint.Consumer), "
+                f"not {type(consumer).__name__}"
+            )
+        lowered = _wit.lower_options(options)
+        instance = _runtime(runtime).instantiate(
+            Host(storage, consumer if consumer is not None else NullConsumer())
+        )
+        handle = instance.call_result(CHECKPOINTER, "[static]checkpointer.open", lowered)
+        return cls(instance, handle)
+
+    def _call(self, name: str, *args: Any) -> Any:
+        # Every method returns a result or a plain value; `call_result` passes the latter on.
+        return self._instance.call_result(CHECKPOINTER, name, self._handle, *args)
+
+    def write(self, checkpoint: t.Checkpoint, batch: Iterable[str] = ()) -> t.Receipt:
+        """Makes `checkpoint` the durable latest of its (run-id, stage), then acks `batch`.
+
+        Refuses before any write: invalid or too large input, a damaged stored latest
+        (`Corrupt`), a move backwards (`Regression`), an older epoch (`Fenced`); `Conflict` when
+        the stage changed concurrently; `StorageFailure` when the backend failed (nothing acked;
+        retry). An ack failure does not fail the call: see `Receipt.acks`."""
+        cp = _wit.lower_checkpoint(checkpoint)
+        if not isinstance(batch, (list, tuple, str, bytes)):
+            batch = list(batch)  # any iterable of ids; a bare str is refused, not split
+        ids = _wit.strings(batch, "batch")
+        return _wit.lift_receipt(self._call("[method]checkpointer.write", cp, ids))
+
+    def get(self, run_id: str, stage: str) -> t.Checkpoint:
+        """The latest checkpoint of (run_id, stage): `NotFound` when none, `Corrupt` when
+        damaged. Never writes."""
+        return _wit.lift_checkpoint(self._call("[method]checkpointer.get", *_ids(run_id, stage)))
+
+    def resume_point(self, run_id: str, stage: str) -> t.Resume:
+        """Where (run_id, stage) should restart, and whether that is the latest checkpoint
+        (`Latest`), an older intact one (`Fallback`) or a fresh start (`Fresh`). Never writes."""
+        return _wit.lift_resume(
+            self._call("[method]checkpointer.resume-point", *_ids(run_id, stage))
+        )
+
+    def history(self, run_id: str, stage: str) -> list[t.Checkpoint]:
+        """The retained checkpoints of (run_id, stage), oldest first; empty when none."""
+        return _wit.lift_checkpoints(
+            self._call("[method]checkpointer.history", *_ids(run_id, stage))
+        )
+
+    def delete(self, run_id: str, stage: str) -> int:
+        """Removes every checkpoint of (run_id, stage) in one commit; returns how many entries
+        were removed. Also forgets the stage's epoch: only delete a stage no writer uses."""
+        return self._call("[method]checkpointer.delete", *_ids(run_id, stage))
+
+    def open_driver(self, options: t.DriverOptions) -> "Driver":
+        """Opens a driver for one (run-id, stage) on this checkpointer's instance. Fails like
+        `resume_point`, and with `Fenced` when `options.epoch` is below the stored one."""
+        handle = self._call("[method]checkpointer.open-driver", _wit.lower_driver_options(options))
+        return Driver(self, handle)
+
+    def close(self) -> None:
+        """Drops the instance at once (no guest code runs; a driver's pending messages are
+        lost). Later calls raise `ComponentFailure`."""
+        self._instance.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Driver:
+    """Turns processed messages into checkpoints by policy, acking each message once a durable
+    checkpoint covers it. Lives in its checkpointer's instance (`driver.checkpointer`)."""
+
+    def __init__(self, checkpointer: Checkpointer, handle: Any) -> None:
+        self.checkpointer = checkpointer
+        self._handle = handle
+
+    def _call(self, name: str, *args: Any) -> Any:
+        if self._handle is None:
+            raise ComponentFailure("this driver was closed; open a new one")
+        return self.checkpointer._instance.call_result(CHECKPOINTER, name, self._handle, *args)
+
+    def close(self) -> None:
+        """Frees the driver inside the component (its changelog and pending messages; nothing
+        is flushed or acked). The checkpointer stays open. Later calls raise
+        `ComponentFailure`. A driver that is only dropped keeps its guest memory until its
+        checkpointer is closed."""
+        handle, self._handle = self._handle, None
+        instance = self.checkpointer._instance
+        if handle is None or instance.store is None or instance.failure is not None:
+            return
+        try:
+            handle.drop(instance.store)
+        except wasmtime.WasmtimeError as e:
+            instance.failure = f"dropping a driver: {e}".splitlines()[0]
+            raise ComponentFailure(f"dropping the driver failed: {e}") from e
+
+    def __enter__(self) -> "Driver":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def resumed_from(self) -> t.Resume:
+        """Where this driver resumed: read input from `point.watermark.offset`."""
+        return _wit.lift_resume(self._call("[method]driver.resumed-from"))
+
+    def cursor(self) -> t.ResumePoint:
+        """The sequence, epoch and watermark of the last durable checkpoint this driver knows."""
+        return _wit.lift_point(self._call("[method]driver.cursor"))
+
+    def record_processed(self, message: t.ProcessedMessage, now_ms: int) -> t.Progress:
+        """Records one processed message; writes a checkpoint when the policy says so
+        (`Checkpointed`), else `Pending(n)`. `now_ms` becomes the checkpoint's `at_ms`. On a
+        failed write the messages stay pending: `flush` retries."""
+        return _wit.lift_progress(
+            self._call(
+                "[method]driver.record-processed",
+                _wit.lower_message(message),
+                _wit.u64(now_ms, "now-ms"),
+            )
+        )
+
+    def record_processed_batch(
+        self, messages: Sequence[t.ProcessedMessage], now_ms: int
+    ) -> t.BatchProgress:
+        """Records messages in order, as `record_processed` would, in one call. Stops at the
+        first error; messages before it keep their effect."""
+        lowered = [
+            _wit.lower_message(m, f"messages[{i}]")
+            for i, m in enumerate(_wit.sequence_of(messages, "messages"))
+        ]
+        return _wit.lift_batch_progress(
+            self._call("[method]driver.record-processed-batch", lowered, _wit.u64(now_ms, "now-ms"))
+        )
+
+    def flush(self, now_ms: int) -> t.Progress:
+        """Writes a checkpoint for the pending messages, if any (`Pending(0)` and no storage
+        call when none)."""
+        return _wit.lift_progress(self._call("[method]driver.flush", _wit.u64(now_ms, "now-ms")))
+
+    def changelog(self) -> t.Changelog:
+        """A copy of the driver's recent events."""
+        return _wit.lift_changelog(self._call("[method]driver.changelog"))
+
+
+class Codec:
+    """The checkpoint binary format, run by the component: encode, decode, validate, sign.
+
+    Has its own instance over an empty dict store; it does no I/O. The codec holds no state, so
+    after a trap (say, a decode past the memory limit) that call raises `ComponentFailure` and
+    the next call runs in a fresh instance."""
+
+    def __init__(self, *, runtime: Runtime | str | os.PathLike[str] | None = None) -> None:
+        self._runtime = _runtime(runtime)
+        self._instance = self._new_instance()
+
+    def _new_instance(self) -> Instance:
+        return self._runtime.instantiate(Host(DictStorage(), NullConsumer()))
+
+    def _call(self, name: str, *args: Any) -> Any:
+        if self._instance.failure is not None:
+            self._instance = self._new_instance()
+        return self._instance.call_result(CODEC, name, *args)
+
+    def encode(self, checkpoint: t.Checkpoint) -> bytes:
+        """The canonical bytes of `checkpoint`; `InvalidInput` when `validate` would fail."""
+        return bytes(self._call("encode", _wit.lower_checkpoint(checkpoint)))
+
+    def decode(self, data: bytes) -> t.Checkpoint:
+        """Decodes bytes made by `encode`; `Corrupt` naming the damage otherwise."""
+        return _wit.lift_checkpoint(self._call("decode", _wit.byte_string(data, "bytes")))
+
+    def validate(self, checkpoint: t.Checkpoint) -> None:
+        """Checks the rules of a checkpoint without I/O; `InvalidInput` names the first broken."""
+        self._call("validate", _wit.lower_checkpoint(checkpoint))
+
+    def chain_signature(self, checkpoints: Sequence[t.Checkpoint]) -> str:
+        """Lowercase hex SHA-256 of the chain (see `wit/codec.wit`); equal on every host."""
+        return self._call("chain-signature", _wit.lower_checkpoints(checkpoints))
+
+    def resume_point_for_stage(self, checkpoints: Sequence[t.Checkpoint], stage: str) -> t.ResumePoint:
+        """The resume point of `stage` from a list: the highest sequence of that stage.
+        `NotFound` when none; `InvalidInput` when two differ at the highest sequence."""
+        return _wit.lift_point(
+            self._call(
+                "resume-point-for-stage",
+                _wit.lower_checkpoints(checkpoints),
+                _wit.string(stage, "stage"),
+            )
+        )
+
+    def describe(self, error: CheckpointError) -> str:
+        """The component's one line for people about `error` (`codec.describe`): what happened
+        and what to do. The text every `CheckpointError` carries, the same in every host."""
+        if not isinstance(error, CheckpointError):
+            raise TypeError(f"error must be a CheckpointError, not {type(error).__name__}")
+        try:
+            value = _wit.lower_error(error)
+        except ValueError as e:
+            raise InvalidInput("error", str(e)) from None
+        return self._call("describe", value)
+
+
+__all__ = ["Checkpointer", "Codec", "ComponentFailure", "Driver"]

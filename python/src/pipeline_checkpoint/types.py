@@ -1,0 +1,376 @@
+"""The records, enums and variants of the WIT package `pipeline:checkpoint@0.1.0`, as Python.
+
+Every WIT record is a frozen dataclass whose fields are the WIT fields in snake_case; every WIT
+enum is an `enum.Enum` whose values are the WIT case names; every WIT variant is a small set of
+classes (one per case; a case without payload is a class with no fields). Integers are plain
+`int`: the adapter checks their range (u32, u64, s64) before a value reaches the component.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Union
+
+# --------------------------------------------------------------------------------------------
+# interface types
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far a stage has read: the next offset to read, and the event time reached."""
+
+    offset: int
+    """The next offset to read after the last processed message (u64)."""
+    event_time_ms: int
+    """Event time in milliseconds since the Unix epoch (s64, negative allowed)."""
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """The position of one named input of a stage."""
+
+    name: str
+    sequence: int
+    watermark: Watermark
+
+
+@dataclass(frozen=True)
+class SinkPosition:
+    """The position of one named output of a stage."""
+
+    name: str
+    position: int
+
+
+@dataclass(frozen=True)
+class OperatorState:
+    """Opaque state of one named operator, stored byte for byte."""
+
+    name: str
+    state: bytes
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint of one stage of one pipeline run (see `wit/types.wit` for every rule).
+
+    Required, as in the Rust and Node hosts: `run_id`, `stage`, `sequence`, `epoch`,
+    `watermark`, `at_ms` (positional in that order, or by name). Optional, by name only:
+    `sources`, `sinks`, `operator_states` (default empty) and `idempotency_key` (default "")."""
+
+    run_id: str
+    stage: str
+    sequence: int
+    epoch: int
+    watermark: Watermark
+    sources: tuple[SourcePosition, ...] = field(default=(), kw_only=True)
+    sinks: tuple[SinkPosition, ...] = field(default=(), kw_only=True)
+    operator_states: tuple[OperatorState, ...] = field(default=(), kw_only=True)
+    idempotency_key: str = field(default="", kw_only=True)
+    at_ms: int
+    """Wall-clock time of the checkpoint, ms since the Unix epoch: the caller's clock (u64)."""
+
+    def __post_init__(self) -> None:
+        # Lists given by the caller become tuples, so a checkpoint stays hashable and frozen.
+        for name in ("sources", "sinks", "operator_states"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a stage should restart reading (sequence and epoch are 0 when nothing is stored)."""
+
+    run_id: str
+    stage: str
+    sequence: int
+    epoch: int
+    watermark: Watermark
+
+
+@dataclass(frozen=True)
+class InvalidInputInfo:
+    """An input that breaks a rule: the field path and what is wrong with it."""
+
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RegressionInfo:
+    """A write that would move a stage backwards."""
+
+    stored_sequence: int
+    stored_watermark: Watermark
+    attempted_sequence: int
+    attempted_watermark: Watermark
+    field: str
+    """Which rule was broken: `sequence`, `offset` or `event-time`."""
+
+
+@dataclass(frozen=True)
+class FencedInfo:
+    """A write from a writer whose epoch is older than the stored one."""
+
+    stored_epoch: int
+    attempted_epoch: int
+
+
+class CorruptionKind(enum.Enum):
+    """What is wrong with bytes that failed to decode (values are the WIT case names)."""
+
+    TRUNCATED = "truncated"
+    BAD_MAGIC = "bad-magic"
+    CRC_MISMATCH = "crc-mismatch"
+    UNKNOWN_VERSION = "unknown-version"
+    UNKNOWN_FLAGS = "unknown-flags"
+    TRAILING_BYTES = "trailing-bytes"
+    INVALID_UTF8 = "invalid-utf8"
+    MALFORMED = "malformed"
+    MISPLACED = "misplaced"
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """Damaged or foreign bytes: the kind of damage, the storage key ("" if passed in), details."""
+
+    kind: CorruptionKind
+    key: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class TooLargeInfo:
+    """An encoded checkpoint over the configured limit."""
+
+    size: int
+    limit: int
+
+
+# --------------------------------------------------------------------------------------------
+# interface checkpointer
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a checkpointer stores checkpoints. Every field is required, as in the Rust and Node
+    hosts."""
+
+    namespace: str
+    """1 to 64 bytes of `A-Z a-z 0-9 _ - .`."""
+    max_retained: int
+    """Checkpoints kept per (run-id, stage), at least 1 (u32)."""
+    max_checkpoint_bytes: int
+    """Largest encoding accepted, in bytes, at least 64 (u32)."""
+
+
+@dataclass(frozen=True)
+class Acked:
+    """`ack-outcome.acked`: the consumer acknowledged this many messages (0: empty batch)."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class AckFailed:
+    """`ack-outcome.failed`: the consumer failed with this message; the checkpoint is durable."""
+
+    message: str
+
+
+AckOutcome = Union[Acked, AckFailed]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Proof that a checkpoint is durable, and what became of its acks."""
+
+    sequence: int
+    version: int
+    replayed: bool
+    pruned: int
+    acks: AckOutcome
+
+
+@dataclass(frozen=True)
+class Latest:
+    """`resume-origin.latest`: the latest checkpoint, intact."""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """`resume-origin.fallback`: the latest is damaged or missing; these newer ones were skipped."""
+
+    skipped: tuple[Corruption, ...]
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """`resume-origin.fresh`: nothing is stored; start from offset 0."""
+
+
+ResumeOrigin = Union[Latest, Fallback, Fresh]
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A resume point and where it comes from."""
+
+    point: ResumePoint
+    origin: ResumeOrigin
+
+
+@dataclass(frozen=True)
+class PerMessage:
+    """`policy.per-message`: checkpoint after every processed message."""
+
+
+@dataclass(frozen=True)
+class PerBatch:
+    """`policy.per-batch(n)`: checkpoint after every n processed messages (n >= 1)."""
+
+    n: int
+
+
+@dataclass(frozen=True)
+class ExplicitFlush:
+    """`policy.explicit-flush`: checkpoint only when `flush` is called."""
+
+
+Policy = Union[PerMessage, PerBatch, ExplicitFlush]
+
+
+class OverflowPolicy(enum.Enum):
+    """What a driver's changelog does when full."""
+
+    DROP_NEW = "drop-new"
+    OVERWRITE_OLDEST = "overwrite-oldest"
+
+
+@dataclass(frozen=True)
+class DriverOptions:
+    """How to run a driver for one (run-id, stage). Required, as in the Node host: `run_id`,
+    `stage`, `epoch`, `policy`; optional: `changelog_capacity` (default 0: no changelog) and
+    `overflow` (default `DROP_NEW`)."""
+
+    run_id: str
+    stage: str
+    epoch: int
+    policy: Policy
+    changelog_capacity: int = 0
+    overflow: OverflowPolicy = OverflowPolicy.DROP_NEW
+
+
+@dataclass(frozen=True)
+class ProcessedMessage:
+    """One processed message: its id, the offset after it, and its event time."""
+
+    id: str
+    next_offset: int
+    event_time_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Pending:
+    """`progress.pending(n)`: no checkpoint written; n messages wait for one."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    """`progress.checkpointed(receipt)`: a checkpoint was written and its messages acked."""
+
+    receipt: Receipt
+
+
+Progress = Union[Pending, Checkpointed]
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """The checkpoints a batch of messages caused, in order, and how many messages still wait."""
+
+    checkpoints: tuple[Receipt, ...]
+    pending: int
+
+
+class ChangeKind(enum.Enum):
+    """The kind of a changelog event."""
+
+    PROCESSED = "processed"
+    WATERMARK = "watermark"
+    CHECKPOINT = "checkpoint"
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """One event in a driver's changelog."""
+
+    kind: ChangeKind
+    sequence: int
+    watermark: Watermark
+
+
+@dataclass(frozen=True)
+class Changelog:
+    """A copy of a driver's changelog: events oldest first, overflow count and capacity."""
+
+    events: tuple[ChangeEvent, ...]
+    overflow_count: int
+    capacity: int
+
+
+# --------------------------------------------------------------------------------------------
+# interface storage (what a Storage implementation receives and returns)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stored value and its current version (at least 1)."""
+
+    value: bytes
+    version: int
+
+
+@dataclass(frozen=True)
+class Put:
+    """`write-op.put`: store these bytes, replacing any value."""
+
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Delete:
+    """`write-op.delete`: remove the key; removing an absent key is not an error."""
+
+
+WriteOp = Union[Put, Delete]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write of a batch: key, condition (`None`: unconditional; 0: must be absent), change."""
+
+    key: str
+    expected_version: int | None
+    op: WriteOp
+
+
+@dataclass(frozen=True)
+class Committed:
+    """`commit-outcome.committed`: every write applied; one new version per write (0: delete)."""
+
+    versions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CommitConflict:
+    """`commit-outcome.conflict(i)`: the condition of write i failed; nothing was applied."""
+
+    index: int
+
+
+CommitOutcome = Union[Committed, CommitConflict]

@@ -1,0 +1,103 @@
+//! What the Rust runner (`host/tests/conformance.rs`) needs besides op calls: an expanded step's
+//! faults put into the scripts of [`crate::faults`], the call counts it records, the damage of a
+//! `corrupt` step, and the transcript files.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::wit::{self, Res, dec, int};
+use crate::faults::{AckScript, FaultScript, StorageCall, StorageFault};
+
+/// Restarts the counts of both scripts and injects the step's `storage` and `consumer` faults.
+pub fn inject(step: &Value, storage: &FaultScript, acks: &AckScript) -> Res<()> {
+    storage.reset();
+    acks.reset();
+    for f in step["storage"].as_array().into_iter().flatten() {
+        let call = match f["call"].as_str() {
+            Some("get") => StorageCall::Get,
+            Some("commit") => StorageCall::Commit,
+            Some("list-keys") => StorageCall::ListKeys,
+            other => return Err(format!("unknown storage call {other:?}")),
+        };
+        let fault = match f["fault"].as_str() {
+            Some("unavailable") => StorageFault::Unavailable,
+            Some("timeout") => StorageFault::Timeout,
+            Some("failed") => StorageFault::Failed,
+            Some("conflict") => StorageFault::Conflict(int(&f["index"], "u32")?),
+            Some("time-out-after-apply") => StorageFault::TimeoutAfterApply,
+            other => return Err(format!("unknown storage fault {other:?}")),
+        };
+        storage.inject(call, int(&f["nth"], "u32")?, fault);
+    }
+    for f in step["consumer"].as_array().into_iter().flatten() {
+        acks.fail_nth(int(&f["nth"], "u32")?);
+    }
+    Ok(())
+}
+
+/// The step's `calls` record: calls since [`inject`].
+pub fn calls(storage: &FaultScript, acks: &AckScript) -> Value {
+    json!({
+        "get": dec(storage.calls(StorageCall::Get)),
+        "commit": dec(storage.calls(StorageCall::Commit)),
+        "list-keys": dec(storage.calls(StorageCall::ListKeys)),
+        "ack": dec(acks.calls()),
+    })
+}
+
+/// A `corrupt` step's damage to the stored `bytes`: `flip-bit` (bit n%8, least significant
+/// first, of byte n/8), `replace` (overwrite in place) or `truncate` (keep the first n bytes).
+pub fn damage(mut bytes: Vec<u8>, step: &Value) -> Res<Vec<u8>> {
+    if let Some(bit) = step.get("flip-bit") {
+        let bit: usize = int(bit, "bit index")?;
+        *bytes.get_mut(bit / 8).ok_or("flip-bit past the end")? ^= 1 << (bit % 8);
+    } else if let Some(r) = step.get("replace") {
+        let at: usize = int(&r["offset"], "offset")?;
+        let with = wit::unhex(r["hex"].as_str().unwrap_or(""))?;
+        let end = at.checked_add(with.len()).ok_or("replace past the end")?;
+        bytes
+            .get_mut(at..end)
+            .ok_or("replace past the end")?
+            .copy_from_slice(&with);
+    } else if let Some(len) = step.get("truncate") {
+        bytes.truncate(int(len, "length")?);
+    } else {
+        return Err("corrupt needs `flip-bit`, `replace` or `truncate`".into());
+    }
+    Ok(bytes)
+}
+
+/// Writes `dir/<host>/<backend>/<case>.json`.
+pub fn write_transcript(
+    dir: &Path,
+    host: &str,
+    backend: &str,
+    case: &str,
+    steps: Vec<Value>,
+) -> std::io::Result<()> {
+    let at = dir.join(host).join(backend);
+    std::fs::create_dir_all(&at)?;
+    let transcript = json!({"case": case, "host": host, "backend": backend, "steps": steps});
+    let text = serde_json::to_string_pretty(&transcript).map_err(std::io::Error::other)?;
+    std::fs::write(at.join(format!("{case}.json")), text + "\n")
+}
+
+/// A host call's result: `{"ok": to_json(value)}`, `{"error": error}` (the WIT JSON of the
+/// component's error, with its message texts), or `{"trap": message}` for a runtime failure.
+pub fn outcome<T>(r: Result<T, checkpoint_host::Error>, to_json: impl Fn(&T) -> Value) -> Value {
+    match r {
+        Ok(v) => json!({"ok": to_json(&v)}),
+        Err(checkpoint_host::Error::Checkpoint(e)) => {
+            json!({"error": wit::error_json(&wit::convert(&e))})
+        }
+        Err(checkpoint_host::Error::Runtime(e)) => json!({"trap": format!("{e:#}")}),
+    }
+}
+
+/// A host value rendered by the `wit` function of the guest's type of the same WIT record.
+pub fn via<H: serde::Serialize, G: serde::de::DeserializeOwned>(
+    to_json: fn(&G) -> Value,
+) -> impl Fn(&H) -> Value {
+    move |h| to_json(&wit::convert(h))
+}

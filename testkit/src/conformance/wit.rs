@@ -1,0 +1,439 @@
+//! The WIT JSON forms of the contract's values (tests/conformance/README.md, "Values"), in both
+//! directions, over the guest's own model types (`checkpoint_guest::model`).
+//!
+//! Reading (`checkpoint`, `options`, ...) accepts what case files write: omitted fields take
+//! their documented defaults, integers are JSON numbers or decimal strings, unknown fields are
+//! errors. Writing (`*_json`) gives the fully explicit form of expanded cases and transcripts:
+//! every field present, every integer a decimal string, bytes lowercase hex.
+//!
+//! A Rust runner holds the host's types (`checkpoint_host`); they are generated from the same
+//! WIT with the same serde derives, so [`convert`] carries a value between the two.
+
+use checkpoint_guest::model::{
+    AckOutcome, BatchProgress, ChangeKind, Changelog, Checkpoint, Corruption, CorruptionKind,
+    DriverOptions, Error, OperatorState, Options, OverflowPolicy, Policy, ProcessedMessage,
+    Progress, Receipt, Resume, ResumeOrigin, ResumePoint, SinkPosition, SourcePosition, Watermark,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+/// A failure to read a value, as a message naming the field.
+pub type Res<T> = Result<T, String>;
+
+/// Carries a value between two types with the same serde shape (the guest's and the host's
+/// bindings of one WIT record).
+pub fn convert<T: Serialize, U: DeserializeOwned>(value: &T) -> U {
+    let json = serde_json::to_value(value).expect("WIT records serialise");
+    serde_json::from_value(json).expect("the guest's and the host's records have one shape")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalars
+
+/// An integer of type `T` (named `ty` in messages), from a JSON number or a decimal string
+/// (`-?[0-9]+`).
+pub fn int<T: TryFrom<i128>>(v: &Value, ty: &str) -> Res<T> {
+    let n = match v {
+        Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
+        Value::String(s) if is_decimal(s) => s.parse::<i128>().ok(),
+        _ => None,
+    };
+    n.and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| format!("{v} is not a {ty}"))
+}
+
+/// Whether `s` is a decimal integer as transcripts write them (`-?[0-9]+`).
+pub fn is_decimal(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty() && digits.len() <= 39 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An integer as transcripts and expanded cases write it: a decimal string.
+pub fn dec(n: impl std::fmt::Display) -> Value {
+    Value::String(n.to_string())
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes from hex (either case; whitespace ignored).
+pub fn unhex(s: &str) -> Res<Vec<u8>> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return Err(format!("{s:?} is not hex (odd length or not ASCII)"));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("{s:?} is not hex")))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects with defaults
+
+/// A JSON object whose fields must all be in `allowed`.
+pub fn object<'a>(v: &'a Value, what: &str, allowed: &[&str]) -> Res<&'a Map<String, Value>> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| format!("{what} must be an object, not {v}"))?;
+    match o.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "unknown field `{k}` in {what} (known: {})",
+            allowed.join(", ")
+        )),
+        None => Ok(o),
+    }
+}
+
+fn num<T: TryFrom<i128>>(
+    o: &Map<String, Value>,
+    name: &str,
+    default: Option<T>,
+    ty: &str,
+) -> Res<T> {
+    match (o.get(name), default) {
+        (Some(v), _) => int(v, ty).map_err(|e| format!("`{name}`: {e}")),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Err(format!("`{name}` is required")),
+    }
+}
+
+fn text(o: &Map<String, Value>, name: &str, default: &str) -> Res<String> {
+    match o.get(name) {
+        None => Ok(default.to_owned()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!("`{name}` must be a string, not {other}")),
+    }
+}
+
+/// The list under `name` (default empty), each element read by `each`.
+pub fn list<T>(o: &Map<String, Value>, name: &str, each: impl Fn(&Value) -> Res<T>) -> Res<Vec<T>> {
+    match o.get(name) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| each(v).map_err(|e| format!("`{name}`[{i}]: {e}")))
+            .collect(),
+        Some(other) => Err(format!("`{name}` must be a list, not {other}")),
+    }
+}
+
+/// A string (message ids, keys).
+pub fn string(v: &Value) -> Res<String> {
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{v} is not a string"))
+}
+
+fn nested<T>(
+    o: &Map<String, Value>,
+    name: &str,
+    read: impl Fn(Option<&Value>) -> Res<T>,
+) -> Res<T> {
+    read(o.get(name)).map_err(|e| format!("`{name}`: {e}"))
+}
+
+/// A `watermark`; absent is `{"offset": 0, "event-time-ms": 0}`.
+pub fn watermark(v: Option<&Value>) -> Res<Watermark> {
+    let empty = json!({});
+    let o = object(
+        v.unwrap_or(&empty),
+        "a watermark",
+        &["offset", "event-time-ms"],
+    )?;
+    Ok(Watermark {
+        offset: num(o, "offset", Some(0), "u64")?,
+        event_time_ms: num(o, "event-time-ms", Some(0), "s64")?,
+    })
+}
+
+const CHECKPOINT_FIELDS: &[&str] = &[
+    "run-id",
+    "stage",
+    "sequence",
+    "epoch",
+    "watermark",
+    "sources",
+    "sinks",
+    "operator-states",
+    "idempotency-key",
+    "at-ms",
+];
+
+/// A `checkpoint` with the README's defaults; `sequence` is required.
+pub fn checkpoint(v: &Value) -> Res<Checkpoint> {
+    let o = object(v, "a checkpoint", CHECKPOINT_FIELDS)?;
+    Ok(Checkpoint {
+        run_id: text(o, "run-id", "run")?,
+        stage: text(o, "stage", "stage")?,
+        sequence: num(o, "sequence", None, "u64")?,
+        epoch: num(o, "epoch", Some(1), "u64")?,
+        watermark: nested(o, "watermark", watermark)?,
+        sources: list(o, "sources", |s| {
+            let s = object(s, "a source-position", &["name", "sequence", "watermark"])?;
+            Ok(SourcePosition {
+                name: text(s, "name", "")?,
+                sequence: num(s, "sequence", Some(0), "u64")?,
+                watermark: nested(s, "watermark", watermark)?,
+            })
+        })?,
+        sinks: list(o, "sinks", |s| {
+            let s = object(s, "a sink-position", &["name", "position"])?;
+            Ok(SinkPosition {
+                name: text(s, "name", "")?,
+                position: num(s, "position", Some(0), "u64")?,
+            })
+        })?,
+        operator_states: list(o, "operator-states", |s| {
+            let s = object(s, "an operator-state", &["name", "state"])?;
+            Ok(OperatorState {
+                name: text(s, "name", "")?,
+                state: unhex(&text(s, "state", "")?).map_err(|e| format!("`state`: {e}"))?,
+            })
+        })?,
+        idempotency_key: text(o, "idempotency-key", "")?,
+        at_ms: num(o, "at-ms", Some(0), "u64")?,
+    })
+}
+
+/// Checkpointer `options`; absent fields default to `test`, 1 and 65536.
+pub fn options(v: Option<&Value>) -> Res<Options> {
+    let empty = json!({});
+    let o = object(
+        v.unwrap_or(&empty),
+        "options",
+        &["namespace", "max-retained", "max-checkpoint-bytes"],
+    )?;
+    Ok(Options {
+        namespace: text(o, "namespace", "test")?,
+        max_retained: num(o, "max-retained", Some(1), "u32")?,
+        max_checkpoint_bytes: num(o, "max-checkpoint-bytes", Some(65536), "u32")?,
+    })
+}
+
+/// `driver-options`; defaults `run`, `stage`, epoch 1, `per-message`, capacity 0, `drop-new`.
+pub fn driver_options(v: Option<&Value>) -> Res<DriverOptions> {
+    let empty = json!({});
+    let o = object(
+        v.unwrap_or(&empty),
+        "driver options",
+        &[
+            "run-id",
+            "stage",
+            "epoch",
+            "policy",
+            "changelog-capacity",
+            "overflow",
+        ],
+    )?;
+    let policy = match o.get("policy") {
+        None => Policy::PerMessage,
+        Some(Value::String(s)) if s == "per-message" => Policy::PerMessage,
+        Some(Value::String(s)) if s == "explicit-flush" => Policy::ExplicitFlush,
+        Some(v @ Value::Object(_)) => Policy::PerBatch(num(
+            object(v, "a policy", &["per-batch"])?,
+            "per-batch",
+            None,
+            "u32",
+        )?),
+        Some(other) => return Err(format!("unknown policy {other}")),
+    };
+    Ok(DriverOptions {
+        run_id: text(o, "run-id", "run")?,
+        stage: text(o, "stage", "stage")?,
+        epoch: num(o, "epoch", Some(1), "u64")?,
+        policy,
+        changelog_capacity: num(o, "changelog-capacity", Some(0), "u32")?,
+        overflow: match text(o, "overflow", "drop-new")?.as_str() {
+            "drop-new" => OverflowPolicy::DropNew,
+            "overwrite-oldest" => OverflowPolicy::OverwriteOldest,
+            other => return Err(format!("unknown overflow policy {other:?}")),
+        },
+    })
+}
+
+/// A `processed-message`; defaults `""`, 0, 0.
+pub fn message(v: &Value) -> Res<ProcessedMessage> {
+    let o = object(v, "a message", &["id", "next-offset", "event-time-ms"])?;
+    Ok(ProcessedMessage {
+        id: text(o, "id", "")?,
+        next_offset: num(o, "next-offset", Some(0), "u64")?,
+        event_time_ms: num(o, "event-time-ms", Some(0), "s64")?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values -> explicit WIT JSON
+
+/// The WIT name of a corruption kind.
+pub fn kind_name(kind: CorruptionKind) -> &'static str {
+    match kind {
+        CorruptionKind::Truncated => "truncated",
+        CorruptionKind::BadMagic => "bad-magic",
+        CorruptionKind::CrcMismatch => "crc-mismatch",
+        CorruptionKind::UnknownVersion => "unknown-version",
+        CorruptionKind::UnknownFlags => "unknown-flags",
+        CorruptionKind::TrailingBytes => "trailing-bytes",
+        CorruptionKind::InvalidUtf8 => "invalid-utf8",
+        CorruptionKind::Malformed => "malformed",
+        CorruptionKind::Misplaced => "misplaced",
+    }
+}
+
+/// Every corruption kind's WIT name.
+pub const KIND_NAMES: &[&str] = &[
+    "truncated",
+    "bad-magic",
+    "crc-mismatch",
+    "unknown-version",
+    "unknown-flags",
+    "trailing-bytes",
+    "invalid-utf8",
+    "malformed",
+    "misplaced",
+];
+
+/// `watermark`.
+pub fn watermark_json(w: &Watermark) -> Value {
+    json!({"offset": dec(w.offset), "event-time-ms": dec(w.event_time_ms)})
+}
+
+/// `checkpoint`.
+pub fn checkpoint_json(c: &Checkpoint) -> Value {
+    json!({
+        "run-id": c.run_id, "stage": c.stage, "sequence": dec(c.sequence), "epoch": dec(c.epoch),
+        "watermark": watermark_json(&c.watermark),
+        "sources": c.sources.iter().map(|s| json!({"name": s.name, "sequence": dec(s.sequence),
+            "watermark": watermark_json(&s.watermark)})).collect::<Vec<_>>(),
+        "sinks": c.sinks.iter().map(|s| json!({"name": s.name, "position": dec(s.position)}))
+            .collect::<Vec<_>>(),
+        "operator-states": c.operator_states.iter()
+            .map(|s| json!({"name": s.name, "state": hex(&s.state)})).collect::<Vec<_>>(),
+        "idempotency-key": c.idempotency_key, "at-ms": dec(c.at_ms),
+    })
+}
+
+/// `options`.
+pub fn options_json(o: &Options) -> Value {
+    json!({"namespace": o.namespace, "max-retained": dec(o.max_retained),
+        "max-checkpoint-bytes": dec(o.max_checkpoint_bytes)})
+}
+
+/// `driver-options`.
+pub fn driver_options_json(d: &DriverOptions) -> Value {
+    let policy = match d.policy {
+        Policy::PerMessage => json!("per-message"),
+        Policy::PerBatch(n) => json!({"per-batch": dec(n)}),
+        Policy::ExplicitFlush => json!("explicit-flush"),
+    };
+    let overflow = match d.overflow {
+        OverflowPolicy::DropNew => "drop-new",
+        OverflowPolicy::OverwriteOldest => "overwrite-oldest",
+    };
+    json!({"run-id": d.run_id, "stage": d.stage, "epoch": dec(d.epoch), "policy": policy,
+        "changelog-capacity": dec(d.changelog_capacity), "overflow": overflow})
+}
+
+/// `processed-message`.
+pub fn message_json(m: &ProcessedMessage) -> Value {
+    json!({"id": m.id, "next-offset": dec(m.next_offset), "event-time-ms": dec(m.event_time_ms)})
+}
+
+/// `resume-point`.
+pub fn point_json(p: &ResumePoint) -> Value {
+    json!({"run-id": p.run_id, "stage": p.stage, "sequence": dec(p.sequence),
+        "epoch": dec(p.epoch), "watermark": watermark_json(&p.watermark)})
+}
+
+/// `corruption`.
+pub fn corruption_json(c: &Corruption) -> Value {
+    json!({"kind": kind_name(c.kind), "key": c.key, "detail": c.detail})
+}
+
+/// `resume`.
+pub fn resume_json(r: &Resume) -> Value {
+    let origin = match &r.origin {
+        ResumeOrigin::Latest => json!("latest"),
+        ResumeOrigin::Fresh => json!("fresh"),
+        ResumeOrigin::Fallback(f) => json!({"fallback": {
+            "skipped": f.skipped.iter().map(corruption_json).collect::<Vec<_>>()}}),
+    };
+    json!({"point": point_json(&r.point), "origin": origin})
+}
+
+/// `receipt`.
+pub fn receipt_json(r: &Receipt) -> Value {
+    let acks = match &r.acks {
+        AckOutcome::Acked(n) => json!({"acked": dec(n)}),
+        AckOutcome::Failed(m) => json!({"failed": m}),
+    };
+    json!({"sequence": dec(r.sequence), "version": dec(r.version), "replayed": r.replayed,
+        "pruned": dec(r.pruned), "acks": acks})
+}
+
+/// `progress`.
+pub fn progress_json(p: &Progress) -> Value {
+    match p {
+        Progress::Pending(n) => json!({"pending": dec(n)}),
+        Progress::Checkpointed(r) => json!({"checkpointed": receipt_json(r)}),
+    }
+}
+
+/// `batch-progress`.
+pub fn batch_json(b: &BatchProgress) -> Value {
+    json!({"checkpoints": b.checkpoints.iter().map(receipt_json).collect::<Vec<_>>(),
+        "pending": dec(b.pending)})
+}
+
+/// `changelog`.
+pub fn changelog_json(c: &Changelog) -> Value {
+    let events: Vec<Value> = c
+        .events
+        .iter()
+        .map(|e| {
+            let kind = match e.kind {
+                ChangeKind::Processed => "processed",
+                ChangeKind::Watermark => "watermark",
+                ChangeKind::Checkpoint => "checkpoint",
+            };
+            json!({"kind": kind, "sequence": dec(e.sequence), "watermark": watermark_json(&e.watermark)})
+        })
+        .collect();
+    json!({"events": events, "overflow-count": dec(c.overflow_count), "capacity": dec(c.capacity)})
+}
+
+/// `error`, with its message texts.
+pub fn error_json(e: &Error) -> Value {
+    match e {
+        Error::Invalid(i) => json!({"invalid": {"field": i.field, "reason": i.reason}}),
+        Error::Regression(r) => json!({"regression": {
+            "stored-sequence": dec(r.stored_sequence),
+            "stored-watermark": watermark_json(&r.stored_watermark),
+            "attempted-sequence": dec(r.attempted_sequence),
+            "attempted-watermark": watermark_json(&r.attempted_watermark),
+            "field": r.field}}),
+        Error::Fenced(f) => json!({"fenced": {"stored-epoch": dec(f.stored_epoch),
+            "attempted-epoch": dec(f.attempted_epoch)}}),
+        Error::Conflict(m) => json!({"conflict": m}),
+        Error::NotFound => json!("not-found"),
+        Error::Corrupt(c) => json!({"corrupt": corruption_json(c)}),
+        Error::Storage(m) => json!({"storage": m}),
+        Error::TooLarge(t) => json!({"too-large": {"size": dec(t.size), "limit": dec(t.limit)}}),
+        Error::BrokenStore(m) => json!({"broken-store": m}),
+    }
+}
+
+/// The result of an operation: `{"ok": value}` or `{"error": error}`.
+pub fn outcome<T>(r: Result<T, Error>, to_json: impl FnOnce(&T) -> Value) -> Value {
+    match r {
+        Ok(v) => json!({"ok": to_json(&v)}),
+        Err(e) => json!({"error": error_json(&e)}),
+    }
+}

@@ -1,0 +1,21 @@
+//! Test support for the checkpoint host, kept out of the library that users embed.
+//!
+//! - [`faults`]: wrappers that make a [`Storage`](checkpoint_host::Storage) or a
+//!   [`Consumer`](checkpoint_host::Consumer) fail on a script, and the freezing crash store
+//!   (`FreezingStorage`) that keeps only what was durable when a crash point is reached;
+//! - [`storage_contract`]: the `Storage` contract as executable checks, for every backend and
+//!   for stores users write;
+//! - [`servers`]: real PostgreSQL and Redis servers for tests, started by the repository's
+//!   scripts;
+//! - [`backends`]: every native store by name, fresh and empty, as the conformance runner uses
+//!   them;
+//! - [`conformance`]: the conformance suite's language-neutral half: expands the case files for
+//!   every runner and checks the transcripts they write (also the `conformance` binary).
+
+#![deny(missing_docs)]
+
+pub mod backends;
+pub mod conformance;
+pub mod faults;
+pub mod servers;
+pub mod storage_contract;
