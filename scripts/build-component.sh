@@ -38,6 +38,6 @@ if cmp -s "$built.meta" "$out" && [[ $(cat "$sources" 2>/dev/null) == "$manifest
 else
     mv "$built.meta" "$out"
     printf '%s\n' "$manifest" >"$sources"
-    log "wrote $out ($(stat -c %s "$out") bytes, sources-sha256:$digest) and component/SOURCES"
+    log "wrote $out ($(stat -c %s "$out") bytes, sources-sha256:$digest) and $sources"
 fi
 rm -f "$built.meta"
