@@ -5,24 +5,17 @@
 //! target/conformance/transcripts/rust/, and checks them with the testkit's checker. Its summary
 //! line is read by `scripts/reliability.sh`.
 
-use std::path::{Path, PathBuf};
-
 use checkpoint_host::consumer::RecordingConsumer;
 use checkpoint_host::{
-    Checkpoint, Checkpointer, Codec, CommitOutcome, Driver, Error, Lookup, Options,
-    ProcessedMessage, Write, WriteOp,
+    Checkpoint, Checkpointer, Codec, Driver, Error, Options, ProcessedMessage, WriteOp,
 };
 use checkpoint_testkit::backends::{self, Backend};
 use checkpoint_testkit::conformance::runner::{self, outcome, via};
-use checkpoint_testkit::conformance::{self, CheckOptions, wit};
+use checkpoint_testkit::conformance::wit;
 use checkpoint_testkit::faults::{AckScript, FaultScript, FaultyConsumer, FaultyStorage};
 use serde_json::{Value, json};
 
 type Res<T> = Result<T, String>;
-
-fn repo_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
-}
 
 fn num<T: TryFrom<i128>>(v: &Value) -> Res<T> {
     wit::int(v, "integer")
@@ -91,38 +84,20 @@ impl Player<'_> {
         }
     }
 
-    /// Commits one unconditional write behind the component's back.
-    fn raw(&self, key: &str, op: WriteOp) -> Res<()> {
-        let write = Write {
-            key: key.into(),
-            expected_version: None,
-            op,
-        };
-        match self.backend.connect().commit(vec![write]) {
-            Ok(CommitOutcome::Committed(_)) => Ok(()),
-            other => Err(format!("raw write of {key}: {other:?}")),
-        }
-    }
-
     /// Plays one expanded step; its record, and whether the case must stop (trap, runner error).
     fn play(&mut self, step: &Value) -> (Value, bool) {
         let result = runner::inject(step, &self.script, &self.acks).and_then(|()| self.op(step));
         let mut out = json!({"op": step["op"]});
-        for field in step["record"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
+        for field in runner::record(step) {
             out[field] = match field {
                 "result" => result.clone().unwrap_or_default(),
                 "calls" => runner::calls(&self.script, &self.acks),
                 "acks" => json!(self.recording.acks()),
                 "failed-acks" => json!(self.acks.failed()),
-                _ => match self.backend.connect().list_keys("") {
-                    Ok(keys) => json!(keys),
-                    Err(e) => json!({"runner-error": format!("listing keys: {e:?}")}),
-                },
+                _ => self
+                    .backend
+                    .keys()
+                    .map_or_else(|e| json!({"runner-error": e}), |k| json!(k)),
             };
         }
         match result {
@@ -191,10 +166,10 @@ impl Player<'_> {
                     Ok(mut d) => {
                         let resumed = outcome(d.resumed_from(), via(wit::resume_json));
                         self.handle = Handle::Driver(Box::new(d));
-                        match resumed.get("ok") {
-                            Some(r) => json!({"ok": {"resumed-from": r}}),
-                            None => resumed,
-                        }
+                        let ok = resumed
+                            .get("ok")
+                            .map(|r| json!({"ok": {"resumed-from": r}}));
+                        ok.unwrap_or(resumed)
                     }
                     Err(e) => {
                         self.reopen("reopening after a failed open-driver")?;
@@ -248,19 +223,19 @@ impl Player<'_> {
             }
             "put-raw" => {
                 let bytes = wit::unhex(text(&step["hex"]))?;
-                self.raw(text(&step["key"]), WriteOp::Put(bytes))?;
+                self.backend
+                    .write_raw(text(&step["key"]), WriteOp::Put(bytes))?;
                 Value::Null
             }
             "delete-raw" => {
-                self.raw(text(&step["key"]), WriteOp::Delete)?;
+                self.backend
+                    .write_raw(text(&step["key"]), WriteOp::Delete)?;
                 Value::Null
             }
             "corrupt" => {
                 let key = text(&step["key"]);
-                let Ok(Lookup::Found(entry)) = self.backend.connect().get(key) else {
-                    return Err(format!("corrupt: {key} holds nothing"));
-                };
-                self.raw(key, WriteOp::Put(runner::damage(entry.value, step)?))?;
+                let damaged = runner::damage(self.backend.read_raw(key)?, step)?;
+                self.backend.write_raw(key, WriteOp::Put(damaged))?;
                 Value::Null
             }
             other => return Err(format!("unknown op {other:?}")),
@@ -293,15 +268,9 @@ fn play_case(case: &Value, backend: &Backend) -> Res<Vec<Value>> {
 }
 
 fn main() {
-    let (cases, golden) = (
-        repo_path("tests/conformance/cases"),
-        repo_path("tests/golden"),
-    );
-    let expanded = conformance::expand_dir(&cases, &golden)
+    let expanded = runner::expand_repository()
         .unwrap_or_else(|errors| panic!("invalid case files:\n{}", errors.join("\n")));
-    let out = std::env::var_os("CKPT_CONFORMANCE_DIR")
-        .map_or_else(|| repo_path("target/conformance"), PathBuf::from)
-        .join("transcripts");
+    let out = runner::transcripts_dir();
     let _ = std::fs::remove_dir_all(out.join("rust")); // no stale transcript survives
     let names = backends::names("conformance");
     for name in &names {
@@ -312,29 +281,12 @@ fn main() {
             runner::write_transcript(&out, "rust", name, case, steps).expect("transcript");
         }
     }
-    let options = CheckOptions {
-        require: names
-            .iter()
-            .map(|b| ("rust".to_owned(), (*b).to_owned()))
-            .collect(),
-        hosts: Some(vec!["rust".to_owned()]),
-    };
-    let report = conformance::check(&expanded, &out, &options).expect("an expanded document");
-    let rust = report
-        .hosts
-        .iter()
-        .find(|h| h.host == "rust")
-        .cloned()
-        .unwrap_or_default();
+    let report = runner::check_host(&expanded, &out, "rust", &names);
+    let (rust, backends) = (report.host("rust"), names.len());
     println!(
-        "conformance: {} of {} passed ({} cases x {} backends, {} files); \
+        "conformance: {} of {} passed ({} cases x {backends} backends, {} files); \
          {} bad inputs answered with a named error",
-        rust.passed,
-        rust.total,
-        report.cases,
-        names.len(),
-        report.files,
-        rust.bad_inputs
+        rust.passed, rust.total, report.cases, report.files, rust.bad_inputs
     );
     let failures = report.failures.join("\n");
     assert!(

@@ -6,8 +6,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use checkpoint_host::Storage;
 use checkpoint_host::storage::{MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage};
+use checkpoint_host::{CommitOutcome, Lookup, Storage, Write, WriteOp};
 use tempfile::TempDir;
 
 use crate::faults::FreezingStorage;
@@ -73,6 +73,37 @@ impl Backend {
     /// A new connection to the store.
     pub fn connect(&self) -> Box<dyn Storage> {
         (self.open)()
+    }
+
+    /// Commits one unconditional write through a new connection, behind any checkpointer's
+    /// back (`put-raw`, `delete-raw`, `corrupt` steps).
+    pub fn write_raw(&self, key: &str, op: WriteOp) -> Result<(), String> {
+        let write = Write {
+            key: key.into(),
+            expected_version: None,
+            op,
+        };
+        match self.connect().commit(vec![write]) {
+            Ok(CommitOutcome::Committed(_)) => Ok(()),
+            other => Err(format!(
+                "writing {key} behind the component's back: {other:?}"
+            )),
+        }
+    }
+
+    /// The bytes stored under `key`, read through a new connection.
+    pub fn read_raw(&self, key: &str) -> Result<Vec<u8>, String> {
+        match self.connect().get(key) {
+            Ok(Lookup::Found(entry)) => Ok(entry.value),
+            other => Err(format!("{key} holds nothing: {other:?}")),
+        }
+    }
+
+    /// Every key in the store, in ascending byte order, read through a new connection.
+    pub fn keys(&self) -> Result<Vec<String>, String> {
+        self.connect()
+            .list_keys("")
+            .map_err(|e| format!("listing keys: {e:?}"))
     }
 
     /// What a crash does to the store itself: the freezing store keeps only what was durable

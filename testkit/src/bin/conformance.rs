@@ -40,11 +40,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Positional arguments, and `(flag, value)` pairs.
+type Parsed = (Vec<String>, Vec<(String, String)>);
+
 /// Positional arguments and `--flag VALUE` (or `--flag=VALUE`) pairs.
-fn parse(
-    args: &[String],
-    flags: &[&str],
-) -> Result<(Vec<String>, Vec<(String, String)>), Option<String>> {
+fn parse(args: &[String], flags: &[&str]) -> Result<Parsed, Option<String>> {
     let (mut positional, mut pairs) = (Vec::new(), Vec::new());
     let mut it = args.iter();
     while let Some(arg) = it.next() {

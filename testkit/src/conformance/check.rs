@@ -60,6 +60,12 @@ impl Report {
         self.failures.is_empty()
     }
 
+    /// The figures of `host` (zero when it has no transcripts).
+    pub fn host(&self, host: &str) -> HostSummary {
+        let found = self.hosts.iter().find(|h| h.host == host);
+        found.cloned().unwrap_or_default()
+    }
+
     /// One summary line per host, then one for the comparison across hosts.
     pub fn summary(&self) -> String {
         let mut out = String::new();
@@ -115,8 +121,9 @@ pub fn check(expanded: &Value, dir: &Path, options: &CheckOptions) -> Result<Rep
     // host -> backend -> case -> transcript
     let mut found: BTreeMap<String, BTreeMap<String, BTreeMap<String, Transcript>>> =
         BTreeMap::new();
+    let wanted = |host: &String| options.hosts.as_ref().is_none_or(|h| h.contains(host));
     for host in subdirs(dir) {
-        if options.hosts.as_ref().is_some_and(|h| !h.contains(&host)) {
+        if !wanted(&host) {
             continue;
         }
         for backend in subdirs(&dir.join(&host)) {
@@ -144,7 +151,7 @@ pub fn check(expanded: &Value, dir: &Path, options: &CheckOptions) -> Result<Rep
             }
         }
     }
-    for (host, backend) in &options.require {
+    for (host, backend) in options.require.iter().filter(|(h, _)| wanted(h)) {
         found
             .entry(host.clone())
             .or_default()

@@ -101,3 +101,45 @@ pub fn via<H: serde::Serialize, G: serde::de::DeserializeOwned>(
 ) -> impl Fn(&H) -> Value {
     move |h| to_json(&wit::convert(h))
 }
+
+fn repository(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+/// The repository's case files, expanded (`tests/conformance/cases`, vectors from
+/// `tests/golden`); the problems found, if any.
+pub fn expand_repository() -> Result<Value, Vec<String>> {
+    super::expand_dir(
+        &repository("tests/conformance/cases"),
+        &repository("tests/golden"),
+    )
+}
+
+/// Where transcripts go: `$CKPT_CONFORMANCE_DIR/transcripts`, by default
+/// `target/conformance/transcripts` in the repository.
+pub fn transcripts_dir() -> std::path::PathBuf {
+    std::env::var_os("CKPT_CONFORMANCE_DIR")
+        .map_or_else(|| repository("target/conformance"), Into::into)
+        .join("transcripts")
+}
+
+/// Checks one host's transcripts, requiring every case on each of `backends`.
+pub fn check_host(expanded: &Value, dir: &Path, host: &str, backends: &[&str]) -> super::Report {
+    let options = super::CheckOptions {
+        require: backends
+            .iter()
+            .map(|b| (host.to_owned(), (*b).to_owned()))
+            .collect(),
+        hosts: Some(vec![host.to_owned()]),
+    };
+    super::check(expanded, dir, &options).expect("an expanded document")
+}
+
+/// The fields a step asks to record (`result`, `calls`, `acks`, `failed-acks`, `keys`).
+pub fn record(step: &Value) -> impl Iterator<Item = &str> {
+    step["record"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}

@@ -310,7 +310,10 @@ fn small_doc() -> Value {
     .expect("expands")
 }
 
-fn transcripts(host: &str, sequence: &str) -> Vec<(String, Value)> {
+/// Transcripts by case name.
+type Transcripts = Vec<(String, Value)>;
+
+fn transcripts(host: &str, sequence: &str) -> Transcripts {
     let calls = json!({"get": "1", "commit": "1", "list-keys": "1", "ack": "0"});
     let receipt = json!({"sequence": sequence, "version": "1", "replayed": false, "pruned": "0", "acks": {"acked": "0"}});
     vec![
@@ -328,7 +331,7 @@ fn transcripts(host: &str, sequence: &str) -> Vec<(String, Value)> {
     ]
 }
 
-fn write(dir: &Path, host: &str, list: &[(String, Value)]) {
+fn write(dir: &Path, host: &str, list: &Transcripts) {
     let at = dir.join(host).join("memory");
     std::fs::create_dir_all(&at).expect("dir");
     for (case, t) in list {
@@ -443,7 +446,7 @@ fn case_level_logs_are_checked_on_the_last_step() {
 
 #[test]
 fn malformed_missing_and_failed_transcripts_fail() {
-    let broken = |edit: &dyn Fn(&mut Vec<(String, Value)>)| {
+    let broken = |edit: &dyn Fn(&mut Transcripts)| {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut list = transcripts("rust", "1");
         edit(&mut list);
@@ -503,4 +506,17 @@ fn canonical_json_sorts_keys_without_whitespace() {
         canonical(&json!({"b": [1, {"d": "x", "c": null}], "a": "é"})),
         r#"{"a":"é","b":[1,{"c":null,"d":"x"}]}"#
     );
+}
+
+#[test]
+fn a_host_filter_checks_only_that_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "rust", &transcripts("rust", "1"));
+    write(dir.path(), "python", &transcripts("python", "2"));
+    let mut options = require(&[("rust", "memory"), ("python", "memory")]);
+    options.hosts = Some(vec!["rust".to_owned()]);
+    let report = check(&small_doc(), dir.path(), &options).expect("check");
+    assert!(report.ok(), "{:?}", report.failures);
+    assert_eq!(report.hosts.len(), 1);
+    assert_eq!(report.host("python"), HostSummary::default());
 }
