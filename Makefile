@@ -6,8 +6,9 @@
 #                   (no guest toolchain needed)
 #   make run        build + `ckpt demo`
 #   make test       setup + the shipped component current and reproducible + its shape + workspace
-#                   tests (with real PostgreSQL and Redis servers) + Python and Node hosts + the
-#                   packages installed from dist/ in empty directories + clippy + fmt check
+#                   tests (with real PostgreSQL and Redis servers) + Python and Node hosts + their
+#                   conformance transcripts compared + the packages installed from dist/ in empty
+#                   directories + clippy + fmt check
 #   make dist       dist/: the component, the WIT package, the .crate files, the wheel, the npm
 #                   tarball, SHA256SUMS
 #   make bench      P1-P6 side by side in one table, then per-call figures of the three hosts
@@ -59,7 +60,7 @@ run: build
 	$(CKPT) demo $(DEMO_ARGS)
 
 # Prerequisites run left to right: the component first, tests, packages, then lints.
-test: check-component cargo-test test-python test-node test-dist clippy fmt-check
+test: check-component cargo-test test-python test-node conformance-check test-dist clippy fmt-check
 
 # The hostile component that host/tests/sandbox.rs loads (tests/hostile-guest, own workspace).
 .PHONY: hostile
@@ -70,6 +71,12 @@ hostile: setup
 # Redis tests use servers that scripts/with-test-servers.sh starts and stops around the run.
 cargo-test: build hostile
 	bash scripts/with-test-servers.sh $(CARGO) test --release $(CARGO_FLAGS) --workspace
+
+# The conformance transcripts of all three hosts: every step matches its expectation, and
+# hosts that share a backend kind wrote byte-identical transcripts (scripts/conformance.sh).
+.PHONY: conformance-check
+conformance-check:
+	bash scripts/conformance.sh check
 
 # Every package, built from this tree into dist/ (scripts/dist.sh).
 dist: build

@@ -79,9 +79,14 @@ pub enum StorageFault {
     /// For a commit: answer `conflict(i)` without applying anything (`i` is clamped to the last
     /// write of the batch). On `get` and `list-keys`, answered as `failed`.
     Conflict(u32),
-    /// Do the call (a commit is applied and durable), then answer `timeout`: the caller cannot
+    /// Do the call (a commit is applied and durable), then answer timeout: the caller cannot
     /// tell whether it happened.
     TimeoutAfterApply,
+    /// Do the call, then answer outside the storage contract, as a buggy store would: `get`
+    /// answers the value (empty when missing) with version 0, `commit` one version more than
+    /// the batch has writes, `list-keys` the keys plus `!`, which lacks the prefix. The
+    /// component must answer `broken-store`.
+    BreakContract,
 }
 
 /// A shared script of faults for a [`FaultyStorage`]. Clones are handles to the same script,
@@ -155,7 +160,9 @@ fn injected(call: StorageCall, fault: &StorageFault) -> StorageError {
         StorageFault::TimeoutAfterApply => {
             StorageError::Timeout(format!("{what}, after the call was applied"))
         }
-        StorageFault::Failed | StorageFault::Conflict(_) => StorageError::Failed(what),
+        StorageFault::Failed | StorageFault::Conflict(_) | StorageFault::BreakContract => {
+            StorageError::Failed(what)
+        }
     }
 }
 
@@ -196,6 +203,13 @@ impl<S: Storage> Storage for FaultyStorage<S> {
                 self.inner.get(key)?;
                 Err(injected(StorageCall::Get, &StorageFault::TimeoutAfterApply))
             }
+            Some(StorageFault::BreakContract) => {
+                let value = match self.inner.get(key)? {
+                    Lookup::Found(entry) => entry.value,
+                    Lookup::Missing => Vec::new(),
+                };
+                Ok(Lookup::Found(Entry { value, version: 0 }))
+            }
             Some(fault) => Err(injected(StorageCall::Get, &fault)),
         }
     }
@@ -214,6 +228,13 @@ impl<S: Storage> Storage for FaultyStorage<S> {
                     &StorageFault::TimeoutAfterApply,
                 ))
             }
+            Some(StorageFault::BreakContract) => match self.inner.commit(writes)? {
+                CommitOutcome::Committed(mut versions) => {
+                    versions.push(versions.iter().max().copied().unwrap_or_default() + 1);
+                    Ok(CommitOutcome::Committed(versions))
+                }
+                conflict => Ok(conflict),
+            },
             Some(fault) => Err(injected(StorageCall::Commit, &fault)),
         }
     }
@@ -227,6 +248,11 @@ impl<S: Storage> Storage for FaultyStorage<S> {
                     StorageCall::ListKeys,
                     &StorageFault::TimeoutAfterApply,
                 ))
+            }
+            Some(StorageFault::BreakContract) => {
+                let mut keys = self.inner.list_keys(prefix)?;
+                keys.push("!".to_owned());
+                Ok(keys)
             }
             Some(fault) => Err(injected(StorageCall::ListKeys, &fault)),
         }

@@ -79,6 +79,7 @@ const FAULTS: &[&str] = &[
     "failed",
     "conflict",
     "time-out-after-apply",
+    "break-contract",
 ];
 const CASE_FIELDS: &[&str] = &[
     "name",

@@ -26,6 +26,7 @@ pub fn inject(step: &Value, storage: &FaultScript, acks: &AckScript) -> Res<()> 
             Some("failed") => StorageFault::Failed,
             Some("conflict") => StorageFault::Conflict(int(&f["index"], "u32")?),
             Some("time-out-after-apply") => StorageFault::TimeoutAfterApply,
+            Some("break-contract") => StorageFault::BreakContract,
             other => return Err(format!("unknown storage fault {other:?}")),
         };
         storage.inject(call, int(&f["nth"], "u32")?, fault);
