@@ -457,9 +457,13 @@ fn check_step(step: &Value, got: &Value, last: bool, case: &Value) -> Result<(),
             .get(*field)
             .ok_or_else(|| format!("at {field}: not recorded"))?;
         let well_formed = match *field {
-            "result" => value
-                .as_object()
-                .is_some_and(|o| o.len() == 1 && (o.contains_key("ok") || o.contains_key("error"))),
+            // An error also carries the host's text for people (`message`).
+            "result" => value.as_object().is_some_and(|o| {
+                (o.len() == 1 && o.contains_key("ok"))
+                    || (o.len() == 2
+                        && o.contains_key("error")
+                        && o.get("message").is_some_and(Value::is_string))
+            }),
             "calls" => value.as_object().is_some_and(|o| {
                 o.len() == 4
                     && ["get", "commit", "list-keys", "ack"]

@@ -89,9 +89,10 @@ pub fn write_transcript(
 pub fn outcome<T>(r: Result<T, checkpoint_host::Error>, to_json: impl Fn(&T) -> Value) -> Value {
     match r {
         Ok(v) => json!({"ok": to_json(&v)}),
-        Err(checkpoint_host::Error::Checkpoint(e)) => {
-            json!({"error": wit::error_json(&wit::convert(&e))})
-        }
+        Err(checkpoint_host::Error::Checkpoint(e)) => json!({
+            "error": wit::error_json(&wit::convert(&e)),
+            "message": checkpoint_host::Error::Checkpoint(e).to_string(),
+        }),
         Err(checkpoint_host::Error::Runtime(e)) => json!({"trap": format!("{e:#}")}),
     }
 }

@@ -321,12 +321,12 @@ fn transcripts(host: &str, sequence: &str) -> Transcripts {
             "w".into(),
             json!({"case": "w", "host": host, "backend": "memory", "steps": [
             {"op": "write", "result": {"ok": receipt}, "calls": calls},
-            {"op": "get", "result": {"error": "not-found"}, "calls": calls, "keys": ["k"]}]}),
+            {"op": "get", "result": {"error": "not-found", "message": "not found"}, "calls": calls, "keys": ["k"]}]}),
         ),
         (
             "d".into(),
             json!({"case": "d", "host": host, "backend": "memory", "steps": [
-            {"op": "decode", "result": {"error": {"corrupt": {"kind": "bad-magic", "key": "", "detail": "x"}}}}]}),
+            {"op": "decode", "result": {"error": {"corrupt": {"kind": "bad-magic", "key": "", "detail": "x"}}, "message": "corrupt data"}}]}),
         ),
     ]
 }
@@ -396,7 +396,7 @@ fn a_difference_between_hosts_names_case_step_and_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "rust", &transcripts("rust", "1"));
     let mut python = transcripts("python", "1");
-    python[0].1["steps"][1]["result"] = json!({"error": "not-found"});
+    python[0].1["steps"][1]["result"] = json!({"error": "not-found", "message": "not found"});
     python[0].1["steps"][0]["result"]["ok"]["version"] = json!("2"); // still meets `expect`
     write(dir.path(), "python", &python);
     let report = check(&small_doc(), dir.path(), &CheckOptions::default()).expect("check");
