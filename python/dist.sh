@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the wheel of the Python host (distribution `pipeline-checkpoint`, import
 # `pipeline_checkpoint`) into OUT_DIR: python/src/pipeline_checkpoint plus the shipped component,
-# component/checkpoint.wasm, put inside the package (pyproject.toml, force-include). The backend
+# component/checkpoint.wasm, and the SQLite store's schema, host/src/storage/sqlite-schema.sql,
+# both put inside the package (pyproject.toml, force-include). The backend
 # (hatchling, pinned in pyproject.toml) is installed by pip into an isolated build environment;
 # pip itself comes from target/python-venv, made here when missing. The wheel is reproducible:
 # the same sources and component give the same bytes.
@@ -25,7 +26,7 @@ ensure_venv "$VENV"
 
 build=$(mktemp -d)
 trap 'rm -rf "$build"' EXIT
-log "building the wheel (python/, with component/checkpoint.wasm)"
+log "building the wheel (python/, with component/checkpoint.wasm and the SQLite schema)"
 "$VENV/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
     --wheel-dir "$build" "$HERE" >&2
 wheels=("$build"/*.whl)

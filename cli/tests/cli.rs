@@ -111,7 +111,7 @@ fn overwrite_value(db: &Path, key: &str, value: &[u8]) {
     assert_eq!(changed, 1, "no row for {key}");
 }
 
-// The SQLite table layout of `SqliteStorage` (host/src/storage/sqlite.rs).
+// The SQLite table layout of `SqliteStorage` (host/src/storage/sqlite-schema.sql).
 const TABLE: &str = "ckpt_entries";
 const KEY_COLUMN: &str = "key";
 const VALUE_COLUMN: &str = "value";

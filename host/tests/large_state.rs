@@ -15,9 +15,12 @@ fn operator_states_of_1_4_and_16_mib_round_trip() {
         max_checkpoint_bytes: 20 << 20,
     };
     for (sequence, mib) in [(1u64, 1usize), (2, 4), (3, 16)] {
-        let mut checkpointer =
-            Checkpointer::open(Box::new(MemoryStorage::new()), Box::new(NullConsumer), &options)
-                .expect("open");
+        let mut checkpointer = Checkpointer::open(
+            Box::new(MemoryStorage::new()),
+            Box::new(NullConsumer),
+            &options,
+        )
+        .expect("open");
         let state: Vec<u8> = (0..mib << 20).map(|i| (i % 251) as u8).collect();
         let checkpoint = Checkpoint {
             run_id: "run".into(),

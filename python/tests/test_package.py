@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import sys
 from importlib.metadata import distribution
@@ -13,6 +14,8 @@ from pipeline_checkpoint import Checkpointer, DictStorage, Options, default_comp
 from conftest import REPO
 
 SHIPPED = REPO / "component" / "checkpoint.wasm"
+#: The SQLite store's tables, written once for the Rust and Python hosts.
+SQLITE_SCHEMA = REPO / "host" / "src" / "storage" / "sqlite-schema.sql"
 
 
 def test_the_package_comes_from_the_installed_wheel_not_the_sources() -> None:
@@ -32,6 +35,13 @@ def test_the_default_component_is_the_shipped_file_inside_the_package() -> None:
     )
     checkpointer = Checkpointer.open(DictStorage(), None, Options("package", 1, 1 << 20))
     assert checkpointer.resume_point("r", "s").point.sequence == 0
+
+
+def test_the_sqlite_schema_is_the_rust_hosts_file_inside_the_package() -> None:
+    installed = importlib.resources.files("pipeline_checkpoint") / "sqlite-schema.sql"
+    assert installed.read_bytes() == SQLITE_SCHEMA.read_bytes(), (
+        f"the installed schema differs from {SQLITE_SCHEMA}: run python/run-tests.sh to reinstall"
+    )
 
 
 def test_the_wheel_metadata_is_complete() -> None:

@@ -21,8 +21,11 @@
 use checkpoint_host::storage::Storage;
 use checkpoint_host::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
 
+/// One contract check: panics when the store breaks the rule it is named after.
+pub type Check = fn(&mut dyn Storage);
+
 /// Every check of the contract, by name, in the order they are documented.
-pub const CHECKS: &[(&str, fn(&mut dyn Storage))] = &[
+pub const CHECKS: &[(&str, Check)] = &[
     ("absent_key_reads_as_missing", absent_key_reads_as_missing),
     (
         "put_is_read_back_with_a_positive_version",

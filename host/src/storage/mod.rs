@@ -234,18 +234,25 @@ impl From<anyhow::Error> for OpenError {
 
 /// The URL with any password replaced by `***`, for messages and reports: a store URL may
 /// carry credentials (`postgres://user:secret@host/db`), and errors must not show them.
+///
+/// Errs on the side of hiding: the userinfo ends at the last `@` before the first `/`, `?` or
+/// `#` after the first `@`. So a password holding `@`, `/`, `?` or `#` is hidden whole: a URL
+/// should percent-encode them, but the PostgreSQL client reads the userinfo raw, up to the
+/// first `@`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    // The userinfo ends at the last `@` before the path; a password may itself contain `@`.
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
+    let Some(first_at) = rest.find('@') else {
+        return url.to_owned();
+    };
+    let authority_end = rest[first_at..]
+        .find(['/', '?', '#'])
+        .map_or(rest.len(), |end| first_at + end);
+    let (authority, tail) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => {
-                format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
-            }
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
             None => url.to_owned(),
         },
         None => url.to_owned(),
@@ -263,6 +270,51 @@ pub(crate) fn check_distinct_keys(writes: &[Write]) -> Result<(), StorageError> 
         ))),
         None => Ok(()),
     }
+}
+
+/// The conflict answer for the write at `index` of a batch.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn conflict_at(index: usize) -> Result<CommitOutcome, StorageError> {
+    u32::try_from(index)
+        .map(CommitOutcome::Conflict)
+        .map_err(|_| StorageError::Failed("batch has more than u32::MAX writes".to_owned()))
+}
+
+/// A version read back from a SQL store (`store` names it in the message): positive, or the
+/// store is damaged, since 0 would mean "absent".
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn stored_version(store: &str, raw: i64) -> Result<u64, StorageError> {
+    u64::try_from(raw).ok().filter(|v| *v > 0).ok_or_else(|| {
+        StorageError::Failed(format!("{store}: stored version {raw} is not positive"))
+    })
+}
+
+/// The answer to `get` from a SQL store's row (value and version), or from no row.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn sql_lookup(store: &str, row: Option<(Vec<u8>, i64)>) -> Result<Lookup, StorageError> {
+    Ok(match row {
+        Some((value, version)) => Lookup::Found(Entry {
+            value,
+            version: stored_version(store, version)?,
+        }),
+        None => Lookup::Missing,
+    })
+}
+
+/// The smallest byte string above every string that starts with `prefix`, or `None` when
+/// there is none: the exclusive upper end of a range scan for `list_keys`. UTF-8 never contains
+/// 0xFF, so for a non-empty key prefix this is the prefix with its last byte incremented
+/// (possibly not valid UTF-8, so a store compares it as raw bytes).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut bound = prefix.to_vec();
+    while let Some(last) = bound.pop() {
+        if last < u8::MAX {
+            bound.push(last + 1);
+            return Some(bound);
+        }
+    }
+    None
 }
 
 /// A boxed backend is a backend, so wrappers such as
@@ -296,5 +348,82 @@ mod tests {
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:/tmp/a@b:c.db"), "sqlite:/tmp/a@b:c.db");
         assert_eq!(redact_url("memory:"), "memory:");
+        // A fragment ends the authority; a password never reaches it.
+        assert_eq!(redact_url("redis://u:pw@h:1/0#x"), "redis://u:***@h:1/0#x");
+        assert_eq!(redact_url("redis://u:pw@h#x@y"), "redis://u:***@h#x@y");
+        // `@` in the path or query when there is no password: nothing to hide.
+        assert_eq!(
+            redact_url("postgres://u@h/db?application_name=a@b"),
+            "postgres://u@h/db?application_name=a@b"
+        );
+    }
+
+    #[test]
+    fn passwords_holding_url_delimiters_are_hidden_whole() {
+        for (url, redacted) in [
+            // The PostgreSQL client reads these passwords raw, up to the first `@`.
+            ("postgres://u:p#w@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:p/w@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u:p?w@h:5/db?schema=x",
+                "postgres://u:***@h:5/db?schema=x",
+            ),
+            ("postgresql://u:p:q@h", "postgresql://u:***@h"),
+        ] {
+            assert_eq!(redact_url(url), redacted, "{url}");
+        }
+    }
+}
+
+#[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
+mod sql_tests {
+    use super::{
+        CommitOutcome, Entry, Lookup, StorageError, conflict_at, prefix_successor, sql_lookup,
+    };
+
+    #[test]
+    fn prefix_successor_bounds_exactly_the_keys_with_the_prefix() {
+        assert_eq!(prefix_successor(b""), None);
+        assert_eq!(prefix_successor(b"a"), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(b"run/a\0"), Some(b"run/a\x01".to_vec()));
+        // A trailing 0xFF cannot be incremented: the bound moves to the byte before it.
+        assert_eq!(prefix_successor(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(b"\xff\xff"), None);
+        // Multi-byte UTF-8: the bound need not be valid UTF-8, and sorts above every key with
+        // the prefix and below every other key above it.
+        let prefix = "é".as_bytes();
+        let end = prefix_successor(prefix).expect("a bound");
+        assert_eq!(end, b"\xc3\xaa");
+        for key in ["é", "é/x", "é\u{10ffff}"] {
+            assert!(
+                key.as_bytes() >= prefix && key.as_bytes() < end.as_slice(),
+                "{key}"
+            );
+        }
+        for key in ["ê", "f", "e\u{10ffff}"] {
+            let key = key.as_bytes();
+            assert!(key < prefix || key >= end.as_slice(), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn sql_rows_become_lookups_and_a_non_positive_version_is_damage() {
+        assert_eq!(sql_lookup("sqlite", None), Ok(Lookup::Missing));
+        assert_eq!(
+            sql_lookup("sqlite", Some((vec![7], 3))),
+            Ok(Lookup::Found(Entry {
+                value: vec![7],
+                version: 3
+            }))
+        );
+        for raw in [0, -1] {
+            assert_eq!(
+                sql_lookup("postgres", Some((vec![], raw))),
+                Err(StorageError::Failed(format!(
+                    "postgres: stored version {raw} is not positive"
+                )))
+            );
+        }
+        assert_eq!(conflict_at(2), Ok(CommitOutcome::Conflict(2)));
     }
 }

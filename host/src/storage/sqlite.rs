@@ -3,7 +3,8 @@
 //! WAL journal with `synchronous=FULL`, so a commit is one transaction with one durable sync;
 //! a busy timeout lets several connections and processes share the file. Keys are stored as
 //! TEXT with the BINARY collation (memcmp order, i.e. UTF-8 byte order) and are never used as
-//! paths.
+//! paths. The tables are in `sqlite-schema.sql`, which the Python host's store runs too, so a
+//! file written by either host opens in the other.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,12 +13,16 @@ use anyhow::Context as _;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    CommitOutcome, Entry, Lookup, OpenError, OpenErrorKind, Storage, StorageError, Write, WriteOp,
-    check_distinct_keys,
+    CommitOutcome, Lookup, OpenError, OpenErrorKind, Storage, StorageError, Write, WriteOp,
+    check_distinct_keys, conflict_at, prefix_successor, sql_lookup, stored_version,
 };
 
-/// The schema this build writes. Bump it with a migration step in `migrate`.
+/// The schema this build writes. Bump it with a migration step in `migrate` (and in the Python
+/// host's `SqliteStorage`, which shares the schema).
 const SCHEMA_VERSION: i64 = 1;
+
+/// The tables of a new store; the Python host runs the same file (see its header).
+const SCHEMA_SQL: &str = include_str!("sqlite-schema.sql");
 
 /// How long a statement waits for another connection's lock before failing with `timeout`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,31 +69,24 @@ impl SqliteStorage {
 /// Creates the schema, or checks and upgrades an existing one, in one transaction.
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS ckpt_schema (
-             id INTEGER PRIMARY KEY CHECK (id = 1),
-             version INTEGER NOT NULL
-         );",
+    // The version is read only where its table exists: the schema file creates that table
+    // with the others, when there is no version yet.
+    let has_schema_table: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ckpt_schema')",
+        [],
+        |row| row.get(0),
     )?;
-    let found: Option<i64> = tx
-        .query_row("SELECT version FROM ckpt_schema WHERE id = 1", [], |row| {
+    let found: Option<i64> = if has_schema_table {
+        tx.query_row("SELECT version FROM ckpt_schema WHERE id = 1", [], |row| {
             row.get(0)
         })
-        .optional()?;
+        .optional()?
+    } else {
+        None
+    };
     match found {
         None => {
-            tx.execute_batch(
-                "CREATE TABLE ckpt_entries (
-                     key TEXT NOT NULL PRIMARY KEY COLLATE BINARY,
-                     value BLOB NOT NULL,
-                     version INTEGER NOT NULL CHECK (version > 0)
-                 ) WITHOUT ROWID;
-                 CREATE TABLE ckpt_version_counter (
-                     id INTEGER PRIMARY KEY CHECK (id = 1),
-                     last_version INTEGER NOT NULL CHECK (last_version >= 0)
-                 );
-                 INSERT INTO ckpt_version_counter (id, last_version) VALUES (1, 0);",
-            )?;
+            tx.execute_batch(SCHEMA_SQL)?;
             tx.execute(
                 "INSERT INTO ckpt_schema (id, version) VALUES (1, ?1)",
                 params![SCHEMA_VERSION],
@@ -137,30 +135,10 @@ fn storage_error(op: &str, e: rusqlite::Error) -> StorageError {
     }
 }
 
-fn to_version(raw: i64) -> Result<u64, StorageError> {
-    u64::try_from(raw).ok().filter(|v| *v > 0).ok_or_else(|| {
-        StorageError::Failed(format!("sqlite: stored version {raw} is not positive"))
-    })
-}
-
 fn to_sql_version(version: u64) -> Result<i64, StorageError> {
     i64::try_from(version).map_err(|_| {
         StorageError::Failed(format!("version {version} does not fit SQLite's INTEGER"))
     })
-}
-
-/// The smallest byte string above every string that starts with `prefix`, or `None` when
-/// there is none. UTF-8 never contains 0xFF, so for a non-empty key prefix this is the prefix
-/// with its last byte incremented (possibly not valid UTF-8, hence compared as raw bytes).
-fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut bound = prefix.to_vec();
-    while let Some(last) = bound.pop() {
-        if last < u8::MAX {
-            bound.push(last + 1);
-            return Some(bound);
-        }
-    }
-    None
 }
 
 impl Storage for SqliteStorage {
@@ -173,13 +151,7 @@ impl Storage for SqliteStorage {
                     .optional()
             })
             .map_err(|e| storage_error("get", e))?;
-        Ok(match row {
-            Some((value, version)) => Lookup::Found(Entry {
-                value,
-                version: to_version(version)?,
-            }),
-            None => Lookup::Missing,
-        })
+        sql_lookup("sqlite", row)
     }
 
     fn commit(&mut self, writes: Vec<Write>) -> Result<CommitOutcome, StorageError> {
@@ -204,15 +176,12 @@ impl Storage for SqliteStorage {
                     .optional()
                     .map_err(err)?;
                 let found = match found {
-                    Some(raw) => to_version(raw)?,
+                    Some(raw) => stored_version("sqlite", raw)?,
                     None => 0,
                 };
                 if found != expected {
-                    let index = u32::try_from(index).map_err(|_| {
-                        StorageError::Failed("batch has more than u32::MAX writes".to_owned())
-                    })?;
                     // Dropping the transaction rolls it back: nothing was changed anyway.
-                    return Ok(CommitOutcome::Conflict(index));
+                    return conflict_at(index);
                 }
             }
         }

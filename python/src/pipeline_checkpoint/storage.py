@@ -6,6 +6,8 @@ The contract is the Rust host's `Storage` trait (`host/src/storage/mod.rs`), met
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 import os
 import sqlite3
 import threading
@@ -139,6 +141,11 @@ class DictStorage:
 #: so one database file serves both hosts.
 SCHEMA_VERSION = 1
 
+#: The tables of a new store, inside this package: the Rust host's
+#: `host/src/storage/sqlite-schema.sql`, which the wheel build puts here (pyproject.toml), so
+#: both hosts create the same tables from one text.
+SCHEMA_RESOURCE = "sqlite-schema.sql"
+
 #: How long a statement waits for another connection's lock before failing with `timeout`.
 BUSY_TIMEOUT_S = 5.0
 
@@ -165,6 +172,28 @@ def _prefix_successor(prefix: bytes) -> bytes | None:
             bound.append(last + 1)
             return bytes(bound)
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _schema_statements() -> tuple[str, ...]:
+    """The statements of `SCHEMA_RESOURCE`, one by one: `executescript` would first commit the
+    transaction they must run in."""
+    resource = importlib.resources.files(__package__) / SCHEMA_RESOURCE
+    if not resource.is_file():
+        raise StorageFailed(
+            f"the SQLite schema {SCHEMA_RESOURCE} is missing from the installed package "
+            f"({resource}): install a wheel built by python/dist.sh, which puts it there"
+        )
+    statements: list[str] = []
+    pending = ""
+    for line in resource.read_text(encoding="utf-8").splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if any(line.strip() and not line.lstrip().startswith("--") for line in pending.splitlines()):
+        raise StorageFailed(f"the SQLite schema {SCHEMA_RESOURCE} ends in an unfinished statement")
+    return tuple(statements)
 
 
 class SqliteStorage:
@@ -208,27 +237,23 @@ class SqliteStorage:
 
     def _migrate(self) -> None:
         conn = self._conn
+        statements = _schema_statements()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS ckpt_schema ("
-                " id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+            # The version is read only where its table exists: the schema file creates that
+            # table with the others, when there is no version yet.
+            (has_schema_table,) = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master"
+                " WHERE type = 'table' AND name = 'ckpt_schema')"
+            ).fetchone()
+            row = (
+                conn.execute("SELECT version FROM ckpt_schema WHERE id = 1").fetchone()
+                if has_schema_table
+                else None
             )
-            row = conn.execute("SELECT version FROM ckpt_schema WHERE id = 1").fetchone()
             if row is None:
-                conn.execute(
-                    "CREATE TABLE ckpt_entries ("
-                    " key TEXT NOT NULL PRIMARY KEY COLLATE BINARY,"
-                    " value BLOB NOT NULL,"
-                    " version INTEGER NOT NULL CHECK (version > 0)"
-                    ") WITHOUT ROWID"
-                )
-                conn.execute(
-                    "CREATE TABLE ckpt_version_counter ("
-                    " id INTEGER PRIMARY KEY CHECK (id = 1),"
-                    " last_version INTEGER NOT NULL CHECK (last_version >= 0))"
-                )
-                conn.execute("INSERT INTO ckpt_version_counter (id, last_version) VALUES (1, 0)")
+                for statement in statements:
+                    conn.execute(statement)
                 conn.execute(
                     "INSERT INTO ckpt_schema (id, version) VALUES (1, ?)", (SCHEMA_VERSION,)
                 )
