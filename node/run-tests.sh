@@ -4,7 +4,9 @@
 # tests (the API, the stores, the conformance runner's self-test, the README example), checks
 # the TypeScript declarations (tsc --strict over test/types-check.ts, a user's program, and
 # test/types-jco.ts, the declarations against jco's from the WIT; then runs the compiled
-# types-check) and plays every conformance case file. Needs Node 20+ with npm; fails on any
+# types-check) and plays the conformance cases: `scripts/conformance.sh expand` (needs cargo)
+# writes target/conformance/cases.json, test/conformance.mjs plays it on MapStorage, writes the
+# transcripts and runs the testkit's checker on them. Needs Node 20+ with npm; fails on any
 # failed or unplayed case. The packed tarball is tested by dist.sh + install-test.sh.
 set -euo pipefail
 
@@ -21,5 +23,6 @@ rm -rf generated/tsc
 npx --no-install tsc -p test/tsconfig.json
 node generated/tsc/types-check.js
 
-echo "== node: conformance"
+echo "== node: conformance (expand the cases, play them, check the transcripts)"
+bash ../scripts/conformance.sh expand
 node test/conformance.mjs

@@ -1,6 +1,8 @@
 // Declarations of faults.js (`pipeline-checkpoint/faults`): a store and a consumer that fail on
 // cue, for testing a pipeline's handling of storage and ack failures. Counts are 1-based from
-// the last `reset`.
+// the last `reset`. Fault texts as in tests/conformance/README.md ("Scripted faults"):
+// `injected fault on commit` (`, after the call was applied` for `time-out-after-apply`) and
+// `injected ack failure`.
 
 import type { Consumer } from './consumer.js';
 import type { CommitOutcome, Storage, StoredEntry, StorageWrite } from './storage.js';
@@ -12,9 +14,17 @@ export type StorageCall = 'get' | 'commit' | 'list-keys';
  * `unavailable`, `timeout`, `failed`: the call throws that `BackendError`, nothing applied;
  * `{conflict: i}`: a commit answers `conflict(i)` (clamped to the batch's last write) and
  * applies nothing (on get/list-keys: `failed`); `time-out-after-apply`: the call is carried
- * out, then throws `timeout`.
+ * out, then throws `timeout`; `break-contract`: the call is carried out, then answered outside
+ * the storage contract (`get`: version 0; `commit`: one version too many; `list-keys`: an extra
+ * key `!` outside the prefix), so the component answers `broken-store`.
  */
-export type StorageFault = 'unavailable' | 'timeout' | 'failed' | 'time-out-after-apply' | { conflict: number };
+export type StorageFault =
+  | 'unavailable'
+  | 'timeout'
+  | 'failed'
+  | 'time-out-after-apply'
+  | 'break-contract'
+  | { conflict: number };
 
 /** A script of storage faults, shared between a test and its {@link FaultyStorage}. */
 export class FaultScript {
@@ -54,7 +64,7 @@ export class AckScript {
   next(): number;
 }
 
-/** A consumer that passes acks to `inner` except those its script makes fail. */
+/** A consumer that passes acks to `inner` except those its script makes fail (`injected ack failure`). */
 export class FaultyConsumer implements Consumer {
   constructor(inner: Consumer, script?: AckScript);
   inner: Consumer;

@@ -1,6 +1,9 @@
-// Fault-injecting wrappers for tests, as in the Rust host's `faults` module: a store and a
+// Fault-injecting wrappers for tests, as in the Rust testkit's `faults` module: a store and a
 // consumer that fail on cue. Counts are 1-based from the last `reset`, so a test can script
-// "the 2nd commit of this step" without knowing what ran before.
+// "the 2nd commit of this step" without knowing what ran before. The fault texts are fixed by
+// tests/conformance/README.md ("Scripted faults"), the same in every host:
+// `injected fault on commit`, `injected fault on get, after the call was applied`,
+// `injected ack failure`.
 
 import { BackendError } from './storage.js';
 
@@ -9,8 +12,11 @@ import { BackendError } from './storage.js';
  * `unavailable`, `timeout`, `failed`: the call answers that error, nothing applied;
  * `{conflict: i}`: a commit answers `conflict(i)` (clamped to the batch's last write) and
  * applies nothing (on get/list-keys: `failed`); `time-out-after-apply`: the call is carried out,
- * then answers `timeout`.
- * @typedef {'unavailable' | 'timeout' | 'failed' | 'time-out-after-apply' | {conflict: number}} StorageFault
+ * then answers `timeout`; `break-contract`: the call is carried out, then answered outside the
+ * storage contract as a buggy store would (`get`: the value, empty when missing, with version 0;
+ * `commit`: one version more than the batch has writes; `list-keys`: the keys plus `!`, which
+ * lacks the prefix), so the component answers `broken-store`.
+ * @typedef {'unavailable' | 'timeout' | 'failed' | 'time-out-after-apply' | 'break-contract' | {conflict: number}} StorageFault
  */
 
 /** A script of storage faults, shared between a test and its {@link FaultyStorage}. */
@@ -50,7 +56,7 @@ export class FaultScript {
 }
 
 function injected(call, fault) {
-  const what = `injected fault on ${call} (FaultyStorage)`;
+  const what = `injected fault on ${call}`;
   if (fault === 'unavailable') return new BackendError('unavailable', what);
   if (fault === 'timeout') return new BackendError('timeout', what);
   if (fault === 'time-out-after-apply') return new BackendError('timeout', `${what}, after the call was applied`);
@@ -74,6 +80,7 @@ export class FaultyStorage {
   get(key) {
     const fault = this.script.next('get');
     if (fault === undefined) return this.inner.get(key);
+    if (fault === 'break-contract') return { value: this.inner.get(key)?.value ?? new Uint8Array(), version: 0n };
     if (fault === 'time-out-after-apply') this.inner.get(key);
     throw injected('get', fault);
   }
@@ -82,6 +89,12 @@ export class FaultyStorage {
     const fault = this.script.next('commit');
     if (fault === undefined) return this.inner.commit(writes);
     if (typeof fault === 'object') return { conflict: Math.min(fault.conflict, Math.max(writes.length - 1, 0)) };
+    if (fault === 'break-contract') {
+      const outcome = this.inner.commit(writes);
+      if (!('committed' in outcome)) return outcome;
+      const versions = outcome.committed.map(BigInt);
+      return { committed: [...versions, versions.reduce((a, b) => (b > a ? b : a), 0n) + 1n] };
+    }
     if (fault === 'time-out-after-apply') this.inner.commit(writes);
     throw injected('commit', fault);
   }
@@ -89,6 +102,7 @@ export class FaultyStorage {
   listKeys(prefix) {
     const fault = this.script.next('list-keys');
     if (fault === undefined) return this.inner.listKeys(prefix);
+    if (fault === 'break-contract') return [...this.inner.listKeys(prefix), '!'];
     if (fault === 'time-out-after-apply') this.inner.listKeys(prefix);
     throw injected('list-keys', fault);
   }
@@ -118,7 +132,7 @@ export class AckScript {
     return this.#count;
   }
 
-  /** Counts an ack; true when it must fail. */
+  /** Counts an ack; its number when it must fail, else 0. */
   next() {
     this.#count += 1;
     return this.#fail.includes(this.#count) ? this.#count : 0;
@@ -127,7 +141,7 @@ export class AckScript {
 
 /**
  * A consumer that passes acks to `inner` except those its script makes fail (which `inner`
- * never sees).
+ * never sees): they throw `injected ack failure`.
  * @implements {import('./consumer.js').Consumer}
  */
 export class FaultyConsumer {
@@ -144,7 +158,7 @@ export class FaultyConsumer {
     const failing = this.script.next();
     if (failing) {
       this.script.failed.push([...messageIds]);
-      throw new Error(`injected failure of ack ${failing} (FaultyConsumer)`);
+      throw new Error('injected ack failure');
     }
     this.inner.ack(messageIds);
   }

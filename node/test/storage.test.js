@@ -131,15 +131,33 @@ test('FaultyStorage fails the scripted call only, and time-out-after-apply appli
   script.inject('commit', 2, 'time-out-after-apply');
   script.inject('get', 1, 'unavailable');
   storage.commit([put('a', '1')]);
-  assert.throws(() => storage.commit([put('b', '2')]), (e) => e.kind === 'timeout');
+  // The texts of tests/conformance/README.md "Scripted faults", the same in every host.
+  assert.throws(() => storage.commit([put('b', '2')]), { kind: 'timeout', message: 'injected fault on commit, after the call was applied' });
   assert.ok(inner.get('b'), 'the timed-out commit was applied');
-  assert.throws(() => storage.get('a'), (e) => e.kind === 'unavailable');
+  assert.throws(() => storage.get('a'), { kind: 'unavailable', message: 'injected fault on get' });
   assert.ok(storage.get('a'));
   assert.equal(script.calls('get'), 2);
   script.reset();
   script.inject('commit', 1, { conflict: 7 });
   assert.deepEqual(storage.commit([put('c', '1'), put('d', '1')]), { conflict: 1 }, 'index clamped to the last write');
   assert.equal(inner.get('c'), null);
+  script.inject('list-keys', 1, { conflict: 0 });
+  assert.throws(() => storage.listKeys(''), { kind: 'failed', message: 'injected fault on list-keys' });
+});
+
+test('FaultyStorage break-contract applies the call, then answers outside the contract', () => {
+  const inner = new MapStorage();
+  const script = new FaultScript();
+  const storage = new FaultyStorage(inner, script);
+  script.inject('commit', 1, 'break-contract');
+  script.inject('get', 1, 'break-contract');
+  script.inject('get', 2, 'break-contract');
+  script.inject('list-keys', 1, 'break-contract');
+  assert.deepEqual(storage.commit([put('a', '1'), put('b', '2')]), { committed: [1n, 2n, 3n] }, 'one version too many');
+  assert.deepEqual(inner.listKeys(''), ['a', 'b'], 'the commit was applied');
+  assert.deepEqual(storage.get('a'), { value: inner.get('a').value, version: 0n });
+  assert.deepEqual(storage.get('missing'), { value: new Uint8Array(), version: 0n });
+  assert.deepEqual(storage.listKeys('a'), ['a', '!']);
 });
 
 test('FaultyConsumer fails the scripted ack and logs it; the inner consumer never sees it', () => {
@@ -148,7 +166,7 @@ test('FaultyConsumer fails the scripted ack and logs it; the inner consumer neve
   const consumer = new FaultyConsumer(inner, script);
   script.failNth(2);
   consumer.ack(['a']);
-  assert.throws(() => consumer.ack(['b']), /injected failure of ack 2/);
+  assert.throws(() => consumer.ack(['b']), { message: 'injected ack failure' });
   consumer.ack(['c']);
   assert.deepEqual(inner.acks, [['a'], ['c']]);
   assert.deepEqual(script.failed, [['b']]);
