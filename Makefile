@@ -53,8 +53,10 @@ check-component: setup
 	bash scripts/check-component.sh $(COMPONENT)
 
 # The host library embeds $(COMPONENT) (the checkpoint-component crate); no guest build here.
+# The whole workspace with all targets: the one feature resolution that `cargo test --workspace`
+# and the conformance tool use too, so wasmtime is compiled once for all of them.
 build:
-	$(CARGO) build --release $(CARGO_FLAGS) -p checkpoint-cli
+	$(CARGO) build --release $(CARGO_FLAGS) --workspace --all-targets
 
 run: build
 	$(CKPT) demo $(DEMO_ARGS)

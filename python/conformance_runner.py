@@ -1,898 +1,326 @@
-"""The conformance suite's Python runner: plays every case file of tests/conformance/cases
-against the real component through the installed `pipeline_checkpoint` package, on the dict
-and sqlite3 stores, with the fault wrappers of `pipeline_checkpoint.faults`.
+"""The conformance suite's Python runner (tests/conformance/README.md, "For a new runner").
 
-The schema is tests/conformance/README.md; this mirrors host/tests/conformance.rs op by op.
-Every file must parse and every case must pass on every backend; a case this runner cannot play
-counts as failed. Prints one summary line and exits 1 on any failure.
-
-    target/python-venv/bin/python python/conformance_runner.py [--cases DIR] [--only NAME]
-"""
+Plays the expanded cases (target/conformance/cases.json: `bash scripts/conformance.sh expand`)
+on the `memory` (DictStorage) and `sqlite` (SqliteStorage) stores through the installed
+`pipeline_checkpoint` and its fault wrappers, writes target/conformance/transcripts/python/
+BACKEND/CASE.json, then runs the checker on them (`scripts/conformance.sh check --host python`)
+and exits with its status. It maps ops to API calls and results to WIT JSON, nothing else:
+defaults, families, expectations and the comparison across hosts are the testkit's."""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import enum
+import functools
 import json
-import re
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline_checkpoint import types as t
 from pipeline_checkpoint import (
-    AckFailed,
-    Acked,
-    BatchProgress,
-    Changelog,
-    Checkpoint,
-    CheckpointError,
-    Checkpointed,
-    Checkpointer,
-    Codec,
-    Committed,
-    ComponentFailure,
-    Corrupt,
-    Corruption,
-    Delete,
-    DictStorage,
-    Driver,
-    DriverOptions,
-    ExplicitFlush,
-    Fallback,
-    Fenced,
-    Fresh,
-    InvalidInput,
-    Latest,
-    OperatorState,
-    Options,
-    OverflowPolicy,
-    Pending,
-    PerBatch,
-    PerMessage,
-    ProcessedMessage,
-    Put,
-    Receipt,
-    Regression,
-    Resume,
-    ResumePoint,
-    SinkPosition,
-    SourcePosition,
-    SqliteStorage,
-    StorageFailure,
-    TooLarge,
-    Watermark,
-    Write,
+    CheckpointError, Checkpointer, Codec, ComponentFailure, DictStorage, Driver, InvalidInput,
+    NotFound, RecordingConsumer, SqliteStorage,
 )
-from pipeline_checkpoint.errors import Conflict, NotFound
-from pipeline_checkpoint.faults import (
-    AckScript, FaultScript, FaultyConsumer, FaultyStorage, StorageFault,
-)
-from pipeline_checkpoint.consumer import RecordingConsumer
+from pipeline_checkpoint.faults import AckScript, FaultScript, FaultyConsumer, FaultyStorage
+from pipeline_checkpoint.faults import StorageFault
 
 REPO = Path(__file__).resolve().parent.parent
-CASES = REPO / "tests" / "conformance" / "cases"
-GOLDEN = REPO / "tests" / "golden"
+OUT = Path(os.environ.get("CKPT_CONFORMANCE_DIR") or REPO / "target" / "conformance")
+FORMAT = "pipeline-checkpoint-conformance-expanded/1"
+HOST = "python"
 
 
-class CaseError(Exception):
-    """A step did not do what its case says (or the case cannot be played)."""
+class RunnerError(Exception):
+    """The runner could not carry out a step (recorded as `runner-error`)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Backends: fresh connections over one shared store. A crash drops the instance and reconnects;
-# both stores keep exactly what was committed, which is all that is durable.
-
-
-class Backend:
-    name = ""
-
-    def connect(self) -> Any:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class DictBackend(Backend):
-    name = "dict"
-
-    def __init__(self) -> None:
-        self.store = DictStorage()
-
-    def connect(self) -> Any:
-        return self.store
-
-
-class SqliteBackend(Backend):
-    name = "sqlite3"
-
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="ckpt-conformance-")
-        self.path = Path(self._dir.name) / "conformance.db"
-        self._connections: list[SqliteStorage] = []
-
-    def connect(self) -> Any:
-        conn = SqliteStorage(self.path)
-        self._connections.append(conn)
-        return conn
-
-    def close(self) -> None:
-        for c in self._connections:
-            c.close()
-        self._dir.cleanup()
-
-
-BACKENDS: list[Callable[[], Backend]] = [DictBackend, SqliteBackend]
-
-# ---------------------------------------------------------------------------------------------
-# JSON -> host values (WIT kebab-case names)
-
-
-def u64_of(v: Any) -> int:
-    if isinstance(v, bool):
-        raise CaseError(f"{v!r} is not an integer")
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str) and re.fullmatch(r"-?[0-9]+", v):
+# --- expanded-case JSON -> pipeline_checkpoint values (every field present, ints as strings)
+def value_of(cls: Any, v: Any) -> Any:
+    """`v` (WIT JSON) as a value of `cls`, a type of `pipeline_checkpoint.types`."""
+    if cls is int:
         return int(v)
-    raise CaseError(f"{v!r} is not an integer")
+    if cls is bytes:
+        return bytes.fromhex(v)
+    if cls is str:
+        return v
+    if isinstance(cls, type) and issubclass(cls, enum.Enum):
+        return cls(v)
+    if typing.get_origin(cls) is tuple:
+        return tuple(value_of(typing.get_args(cls)[0], x) for x in v)
+    if typing.get_origin(cls) is typing.Union:  # a policy: "case" or {"per-batch": "n"}
+        case, payload = (v, None) if isinstance(v, str) else next(iter(v.items()))
+        (c,) = [c for c in typing.get_args(cls) if c.__name__.lower() == case.replace("-", "")]
+        return c() if payload is None else c(int(payload))
+    hints = typing.get_type_hints(cls, vars(t))
+    return cls(**{
+        f.name: value_of(hints[f.name], v[f.name.replace("_", "-")])
+        for f in dataclasses.fields(cls)
+    })  # fmt: skip
 
 
-def obj(v: Any, what: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise CaseError(f"{what} must be an object, not {v!r}")
-    return v
+ck = functools.partial(value_of, t.Checkpoint)
+msg = functools.partial(value_of, t.ProcessedMessage)
 
 
-def str_or(v: dict[str, Any], name: str, default: str) -> str:
-    x = v.get(name, default)
-    if not isinstance(x, str):
-        raise CaseError(f"`{name}` must be a string, not {x!r}")
-    return x
+# --- pipeline_checkpoint values -> WIT JSON (ints as decimal strings, bytes as lowercase hex)
+# Variant cases: the class, its WIT case name and its payload (a field, the record, or none).
+VARIANTS: dict[type, tuple[str, Callable[[Any], Any] | None]] = {
+    t.Acked: ("acked", lambda v: v.count),
+    t.AckFailed: ("failed", lambda v: v.message),
+    t.Pending: ("pending", lambda v: v.count),
+    t.Checkpointed: ("checkpointed", lambda v: v.receipt),
+    t.Latest: ("latest", None),
+    t.Fresh: ("fresh", None),
+    t.Fallback: ("fallback", lambda v: {"skipped": v.skipped}),
+}
 
 
-def int_or(v: dict[str, Any], name: str, default: int) -> int:
-    return u64_of(v[name]) if name in v else default
-
-
-def list_of(v: dict[str, Any], name: str) -> list[Any]:
-    x = v.get(name, [])
-    if not isinstance(x, list):
-        raise CaseError(f"`{name}` must be a list, not {x!r}")
-    return x
-
-
-def hex_decode(s: str) -> bytes:
-    clean = "".join(s.split())
-    try:
-        return bytes.fromhex(clean)
-    except ValueError:
-        raise CaseError(f"bad hex {s!r}") from None
-
-
-def vector(name: str) -> bytes:
-    if "/" in name or ".." in name:
-        raise CaseError(f"vector {name!r} must be a file name in tests/golden")
-    try:
-        return (GOLDEN / name).read_bytes()
-    except OSError as e:
-        raise CaseError(f"vector {name}: {e}") from None
-
-
-def watermark_of(v: Any) -> Watermark:
-    if v is None:
-        return Watermark(0, 0)
-    v = obj(v, "watermark")
-    return Watermark(int_or(v, "offset", 0), int_or(v, "event-time-ms", 0))
-
-
-def checkpoint_of(v: Any) -> Checkpoint:
-    v = obj(v, "checkpoint")
-    if "sequence" not in v:
-        raise CaseError("a checkpoint needs `sequence`")
-    return Checkpoint(
-        run_id=str_or(v, "run-id", "run"),
-        stage=str_or(v, "stage", "stage"),
-        sequence=u64_of(v["sequence"]),
-        epoch=int_or(v, "epoch", 1),
-        watermark=watermark_of(v.get("watermark")),
-        sources=tuple(
-            SourcePosition(
-                str_or(s, "name", ""), int_or(s, "sequence", 0), watermark_of(s.get("watermark"))
-            )
-            for s in list_of(v, "sources")
-        ),
-        sinks=tuple(
-            SinkPosition(str_or(s, "name", ""), int_or(s, "position", 0))
-            for s in list_of(v, "sinks")
-        ),
-        operator_states=tuple(
-            OperatorState(str_or(s, "name", ""), hex_decode(str_or(s, "state", "")))
-            for s in list_of(v, "operator-states")
-        ),
-        idempotency_key=str_or(v, "idempotency-key", ""),
-        at_ms=int_or(v, "at-ms", 0),
-    )
-
-
-def options_of(v: Any) -> Options:
-    v = obj(v if v is not None else {}, "options")
-    return Options(
-        namespace=str_or(v, "namespace", "test"),
-        max_retained=int_or(v, "max-retained", 1),
-        max_checkpoint_bytes=int_or(v, "max-checkpoint-bytes", 65536),
-    )
-
-
-def policy_of(v: Any) -> Any:
-    if v is None or v == "per-message":
-        return PerMessage()
-    if v == "explicit-flush":
-        return ExplicitFlush()
-    if isinstance(v, dict) and "per-batch" in v:
-        return PerBatch(u64_of(v["per-batch"]))
-    raise CaseError(f"unknown policy {v!r}")
-
-
-def driver_options_of(v: Any) -> DriverOptions:
-    v = obj(v if v is not None else {}, "driver")
-    overflow = str_or(v, "overflow", "drop-new")
-    try:
-        overflow_policy = OverflowPolicy(overflow)
-    except ValueError:
-        raise CaseError(f"unknown overflow {overflow!r}") from None
-    return DriverOptions(
-        run_id=str_or(v, "run-id", "run"),
-        stage=str_or(v, "stage", "stage"),
-        epoch=int_or(v, "epoch", 1),
-        policy=policy_of(v.get("policy")),
-        changelog_capacity=int_or(v, "changelog-capacity", 0),
-        overflow=overflow_policy,
-    )
-
-
-def message_of(v: Any) -> ProcessedMessage:
-    v = obj(v, "message")
-    return ProcessedMessage(
-        str_or(v, "id", ""), int_or(v, "next-offset", 0), int_or(v, "event-time-ms", 0)
-    )
-
-
-def ids_of(step: dict[str, Any], name: str) -> list[str]:
-    ids = list_of(step, name)
-    if not all(isinstance(i, str) for i in ids):
-        raise CaseError(f"`{name}` must hold strings")
-    return ids
-
-
-def bytes_of(step: dict[str, Any]) -> bytes:
-    h, v = step.get("hex"), step.get("vector")
-    if isinstance(h, str) and v is None:
-        return hex_decode(h)
-    if isinstance(v, str) and h is None:
-        return vector(v)
-    raise CaseError("give exactly one of `hex` and `vector`")
-
-
-# ---------------------------------------------------------------------------------------------
-# host values -> JSON (WIT kebab-case names; variants as {"case": payload} or "case")
-
-
-def wm(w: Watermark) -> dict[str, Any]:
-    return {"offset": w.offset, "event-time-ms": w.event_time_ms}
-
-
-def checkpoint_json(c: Checkpoint) -> dict[str, Any]:
-    return {
-        "run-id": c.run_id,
-        "stage": c.stage,
-        "sequence": c.sequence,
-        "epoch": c.epoch,
-        "watermark": wm(c.watermark),
-        "sources": [
-            {"name": s.name, "sequence": s.sequence, "watermark": wm(s.watermark)}
-            for s in c.sources
-        ],
-        "sinks": [{"name": s.name, "position": s.position} for s in c.sinks],
-        "operator-states": [{"name": s.name, "state": s.state.hex()} for s in c.operator_states],
-        "idempotency-key": c.idempotency_key,
-        "at-ms": c.at_ms,
-    }
-
-
-def point_json(p: ResumePoint) -> dict[str, Any]:
-    return {
-        "run-id": p.run_id,
-        "stage": p.stage,
-        "sequence": p.sequence,
-        "epoch": p.epoch,
-        "watermark": wm(p.watermark),
-    }
-
-
-def corruption_json(c: Corruption) -> dict[str, Any]:
-    return {"kind": c.kind.value, "key": c.key, "detail": c.detail}
-
-
-def resume_json(r: Resume) -> dict[str, Any]:
-    origin: Any
-    if isinstance(r.origin, Latest):
-        origin = "latest"
-    elif isinstance(r.origin, Fresh):
-        origin = "fresh"
-    elif isinstance(r.origin, Fallback):
-        origin = {"fallback": {"skipped": [corruption_json(c) for c in r.origin.skipped]}}
-    else:
-        raise CaseError(f"unknown resume origin {r.origin!r}")
-    return {"point": point_json(r.point), "origin": origin}
-
-
-def receipt_json(r: Receipt) -> dict[str, Any]:
-    if isinstance(r.acks, Acked):
-        acks: Any = {"acked": r.acks.count}
-    elif isinstance(r.acks, AckFailed):
-        acks = {"failed": r.acks.message}
-    else:
-        raise CaseError(f"unknown ack outcome {r.acks!r}")
-    return {
-        "sequence": r.sequence,
-        "version": r.version,
-        "replayed": r.replayed,
-        "pruned": r.pruned,
-        "acks": acks,
-    }
-
-
-def progress_json(p: Any) -> dict[str, Any]:
-    if isinstance(p, Pending):
-        return {"pending": p.count}
-    if isinstance(p, Checkpointed):
-        return {"checkpointed": receipt_json(p.receipt)}
-    raise CaseError(f"unknown progress {p!r}")
-
-
-def batch_json(b: BatchProgress) -> dict[str, Any]:
-    return {"checkpoints": [receipt_json(r) for r in b.checkpoints], "pending": b.pending}
-
-
-def changelog_json(c: Changelog) -> dict[str, Any]:
-    return {
-        "events": [
-            {"kind": e.kind.value, "sequence": e.sequence, "watermark": wm(e.watermark)}
-            for e in c.events
-        ],
-        "overflow-count": c.overflow_count,
-        "capacity": c.capacity,
-    }
+def wit(v: Any) -> Any:
+    """`v` in the README's "Values" form."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, (list, tuple)):
+        return [wit(x) for x in v]
+    if isinstance(v, dict):
+        return {k: wit(x) for k, x in v.items()}
+    if type(v) in VARIANTS:
+        case, payload = VARIANTS[type(v)]
+        return case if payload is None else {case: wit(payload(v))}
+    return {f.name.replace("_", "-"): wit(getattr(v, f.name)) for f in dataclasses.fields(v)}
 
 
 def error_json(e: CheckpointError) -> Any:
-    if isinstance(e, InvalidInput):
-        return {"invalid": {"field": e.field, "reason": e.reason}}
-    if isinstance(e, Regression):
-        return {
-            "regression": {
-                "stored-sequence": e.stored_sequence,
-                "stored-watermark": wm(e.stored_watermark),
-                "attempted-sequence": e.attempted_sequence,
-                "attempted-watermark": wm(e.attempted_watermark),
-                "field": e.field,
-            }
-        }
-    if isinstance(e, Fenced):
-        return {"fenced": {"stored-epoch": e.stored_epoch, "attempted-epoch": e.attempted_epoch}}
-    if isinstance(e, Conflict):
-        return {"conflict": e.message}
+    """The WIT `error`: its case (`e.case`) and payload (a record, or the message text)."""
     if isinstance(e, NotFound):
-        return "not-found"
-    if isinstance(e, Corrupt):
-        return {"corrupt": corruption_json(e.corruption)}
-    if isinstance(e, StorageFailure):
-        return {"storage": e.message}
-    if isinstance(e, TooLarge):
-        return {"too-large": {"size": e.size, "limit": e.limit}}
-    raise CaseError(f"unknown error {e!r}")
+        return e.case
+    if isinstance(e, InvalidInput):
+        return {e.case: {"field": e.field, "reason": e.reason}}
+    payload = next(getattr(e, a) for a in ("info", "corruption", "message") if hasattr(e, a))
+    return {e.case: wit(payload)}
 
 
-def outcome(call: Callable[[], Any], to_json: Callable[[Any], Any]) -> Any:
-    """`{"ok": value}` or `{"error": error}`; a trap (ComponentFailure) fails the step."""
-    try:
-        value = call()
-    except CheckpointError as e:
-        return {"error": error_json(e)}
-    except ComponentFailure as e:
-        raise CaseError(f"runtime failure (trap): {e}") from None
-    return {"ok": to_json(value)}
+# --- backends: a fresh store per case, and new connections to it
+class Backend:
+    """`memory`: one DictStorage, every connection the same object; `sqlite`: a file in a temp
+    dir, a new SqliteStorage per connection."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.memory, self.conns = name, DictStorage(), []
+        self.dir = tempfile.TemporaryDirectory(prefix="ckpt-conformance-")
+
+    def connect(self) -> Any:
+        if self.name == "memory":
+            return self.memory
+        self.conns.append(SqliteStorage(Path(self.dir.name) / "conformance.db"))
+        return self.conns[-1]
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.close()
+        self.dir.cleanup()
 
 
-# ---------------------------------------------------------------------------------------------
-# Matching: `expected` is a pattern over the actual JSON (the README's "Matching").
-
-_NUMERIC = re.compile(r"-?[0-9]+")
+BACKENDS = ("memory", "sqlite")
 
 
-def _numeric(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str) and _NUMERIC.fullmatch(v):
-        return int(v)
-    return None
-
-
-def matches(expected: Any, actual: Any, path: str) -> None:
-    def fail() -> CaseError:
-        return CaseError(
-            f"at {path}: expected {json.dumps(expected)}, got {json.dumps(actual)}"
-        )
-
-    if isinstance(expected, dict) and len(expected) == 1 and "$vector" in expected:
-        name = expected["$vector"]
-        if not isinstance(name, str):
-            raise CaseError("`$vector` names a file")
-        return matches(vector(name).hex(), actual, path)
-    if isinstance(expected, dict) and len(expected) == 1 and "$contains" in expected:
-        needle = expected["$contains"]
-        if isinstance(needle, str) and isinstance(actual, str) and needle in actual:
-            return None
-        raise fail()
-    if isinstance(expected, str) and isinstance(actual, dict) and len(actual) == 1 and expected in actual:
-        return None
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        for k, ev in expected.items():
-            if k not in actual:
-                raise CaseError(f"at {path}: no field `{k}` in {json.dumps(actual)}")
-            matches(ev, actual[k], f"{path}.{k}")
-        return None
-    if isinstance(expected, list) and isinstance(actual, list):
-        if len(expected) != len(actual):
-            raise CaseError(
-                f"at {path}: expected {len(expected)} items, got {len(actual)}: {json.dumps(actual)}"
-            )
-        for i, (ev, av) in enumerate(zip(expected, actual)):
-            matches(ev, av, f"{path}[{i}]")
-        return None
-    e_num = _numeric(expected)
-    if e_num is not None and isinstance(actual, int) and not isinstance(actual, bool):
-        if e_num == actual:
-            return None
-        raise fail()
-    if type(expected) is type(actual) and expected == actual:
-        return None
-    raise fail()
-
-
-# ---------------------------------------------------------------------------------------------
-# Playing a case
-
-
-@dataclass
+# --- playing a case
 class Player:
-    backend: Backend
-    options: Options
-    codec: Codec
-    script: FaultScript = field(default_factory=FaultScript)
-    acks: AckScript = field(default_factory=AckScript)
-    recording: RecordingConsumer = field(default_factory=RecordingConsumer)
-    checkpointer: Checkpointer | None = None
-    driver: Driver | None = None
+    def __init__(self, backend: Backend, options: dict[str, Any]) -> None:
+        self.backend, self.options = backend, value_of(t.Options, options)
+        self.script, self.acks, self.recording = FaultScript(), AckScript(), RecordingConsumer()
+        self.codec = Codec()
+        self.handle: Checkpointer | Driver | None = None
+        try:  # a case whose options are invalid starts with no checkpointer; its first step says so
+            self.handle = self.connect(self.options)
+        except CheckpointError:
+            pass
 
-    def connect(self, options: Options) -> Checkpointer:
+    def run(self, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of the steps, up to a trap or runner error."""
+        records: list[dict[str, Any]] = []
+        try:
+            for step in steps:
+                record, stop = self.play(step)
+                records.append(record)
+                if stop:
+                    break
+        finally:
+            self.drop()
+        return records
+
+    def connect(self, options: t.Options) -> Checkpointer:
         storage = FaultyStorage(self.backend.connect(), self.script)
-        consumer = FaultyConsumer(self.recording, self.acks)
-        return Checkpointer.open(storage, consumer, options)
+        return Checkpointer.open(storage, FaultyConsumer(self.recording, self.acks), options)
 
     def drop(self) -> None:
-        """Drops the current instance (no guest code runs, pending driver messages are lost)."""
-        if self.checkpointer is not None:
-            self.checkpointer.close()
-        self.checkpointer = None
-        self.driver = None
+        """Drops the instance at once: no guest code runs, a driver's pending messages are lost."""
+        if self.handle is not None:
+            self.checkpointer().close()
+        self.handle = None
 
-    def current(self) -> Checkpointer:
-        if self.checkpointer is None:
-            raise CaseError("no open checkpointer (the last open failed)")
-        return self.checkpointer
+    def reopen(self, why: str) -> None:
+        self.drop()
+        try:
+            self.handle = self.connect(self.options)
+        except (CheckpointError, ComponentFailure) as e:
+            raise RunnerError(f"{why}: {e}") from None
 
-    def current_driver(self) -> Driver:
-        if self.driver is None:
-            raise CaseError("no open driver: run `open-driver` first")
-        return self.driver
+    def checkpointer(self) -> Checkpointer:
+        if self.handle is None:
+            raise RunnerError("no open checkpointer (the last open failed)")
+        return self.handle.checkpointer if isinstance(self.handle, Driver) else self.handle
 
-    def raw(self) -> Any:
-        return self.backend.connect()
+    def driver(self) -> Driver:
+        if not isinstance(self.handle, Driver):
+            raise RunnerError("no open driver: run `open-driver` first")
+        return self.handle
 
-    def put_raw(self, key: str, value: bytes) -> None:
-        out = self.raw().commit([Write(key, None, Put(value))])
-        if not isinstance(out, Committed):
-            raise CaseError(f"put-raw {key}: {out!r}")
+    def raw(self, key: str, op: t.WriteOp | None = None) -> t.Entry | None:
+        """Reads `key`, or does `op` unconditionally: through a new connection, unwrapped."""
+        conn = self.backend.connect()
+        if op is None:
+            return conn.get(key)
+        if not isinstance(conn.commit([t.Write(key, None, op)]), t.Committed):
+            raise RunnerError(f"an unconditional write of {key!r} was not committed")
+        return None
 
-    def stored(self, key: str) -> bytes:
-        found = self.raw().get(key)
+    def play(self, step: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The step's record, and whether the case stops here (trap, runner error)."""
+        self.script.reset()
+        self.acks.reset()
+        for f in step.get("storage", []):
+            self.script.inject(f["call"], int(f["nth"]), StorageFault(f["fault"], int(f["index"])))
+        for f in step.get("consumer", []):
+            self.acks.fail_nth(int(f["nth"]))
+        try:
+            result = {"ok": wit(OPS[step["op"]](self, step))}
+        except CheckpointError as e:
+            result = {"error": error_json(e), "message": str(e)}
+        except ComponentFailure as e:
+            result = {"trap": str(e)}
+        except Exception as e:  # noqa: BLE001 - a step the runner could not carry out
+            result = {"runner-error": f"{type(e).__name__}: {e}"}
+        calls = {c: str(self.script.calls(c)) for c in ("get", "commit", "list-keys")}
+        logs = {
+            "result": lambda: result,
+            "calls": lambda: {**calls, "ack": str(self.acks.calls())},
+            "acks": lambda: self.recording.acks,
+            "failed-acks": lambda: self.acks.failed,
+            "keys": lambda: self.backend.connect().list_keys(""),
+        }
+        record = {"op": step["op"], **{f: logs[f]() for f in step["record"]}}
+        if "runner-error" in result:
+            record["result"] = result
+        return record, "trap" in result or "runner-error" in result
+
+    def open(self, s: dict[str, Any]) -> None:
+        self.drop()
+        options = value_of(t.Options, s["options"])
+        self.handle, self.options = self.connect(options), options
+
+    def open_driver(self, s: dict[str, Any]) -> dict[str, Any]:
+        options = value_of(t.DriverOptions, s["driver"])
+        if not isinstance(self.handle, Checkpointer):
+            self.reopen("reopening for the driver")  # closes any open driver
+        try:
+            self.handle = self.checkpointer().open_driver(options)
+        except CheckpointError:
+            self.reopen("reopening after a failed open-driver")
+            raise
+        return {"resumed-from": self.handle.resumed_from()}
+
+    def corrupt(self, s: dict[str, Any]) -> None:
+        found = self.raw(s["key"])
         if found is None:
-            raise CaseError(f"corrupt: {key} holds nothing")
-        return found.value
+            raise RunnerError(f"corrupt: no key {s['key']!r}")
+        data = bytearray(found.value)
+        if "flip-bit" in s:  # bit n%8, least significant first, of byte n/8
+            bit = int(s["flip-bit"])
+            if bit // 8 >= len(data):
+                raise RunnerError("flip-bit past the end")
+            data[bit // 8] ^= 1 << (bit % 8)
+        elif "replace" in s:  # overwrite in place
+            at, new = int(s["replace"]["offset"]), bytes.fromhex(s["replace"]["hex"])
+            if at + len(new) > len(data):
+                raise RunnerError("replace past the end")
+            data[at : at + len(new)] = new
+        else:  # keep the first n bytes
+            del data[int(s["truncate"]) :]
+        self.raw(s["key"], t.Put(bytes(data)))
 
-    def keys(self) -> list[str]:
-        return self.raw().list_keys("")
 
-    def decode_bytes(self, data: bytes) -> Any:
-        return outcome(lambda: self.codec.decode(data), checkpoint_json)
+Step = dict[str, Any]
+# Each op as an API call: its result (None for an op without one), or an exception.
+OPS: dict[str, Callable[[Player, Step], Any]] = {
+    "open": Player.open,
+    "crash": lambda p, s: p.reopen("reopening after the crash"),
+    "write": lambda p, s: p.checkpointer().write(ck(s["checkpoint"]), s["batch"]),
+    "get": lambda p, s: p.checkpointer().get(s["run-id"], s["stage"]),
+    "resume-point": lambda p, s: p.checkpointer().resume_point(s["run-id"], s["stage"]),
+    "history": lambda p, s: p.checkpointer().history(s["run-id"], s["stage"]),
+    "delete": lambda p, s: p.checkpointer().delete(s["run-id"], s["stage"]),
+    "open-driver": Player.open_driver,
+    "record-processed": lambda p, s: p.driver().record_processed(
+        msg(s["message"]), int(s["now-ms"])
+    ),
+    "record-processed-batch": lambda p, s: p.driver().record_processed_batch(
+        [msg(m) for m in s["messages"]], int(s["now-ms"])
+    ),
+    "flush": lambda p, s: p.driver().flush(int(s["now-ms"])),
+    "changelog": lambda p, s: p.driver().changelog(),
+    "cursor": lambda p, s: p.driver().cursor(),
+    "resumed-from": lambda p, s: p.driver().resumed_from(),
+    "encode": lambda p, s: p.codec.encode(ck(s["checkpoint"])),
+    "decode": lambda p, s: p.codec.decode(bytes.fromhex(s["hex"])),
+    "validate": lambda p, s: p.codec.validate(ck(s["checkpoint"])),
+    "chain-signature": lambda p, s: p.codec.chain_signature([ck(c) for c in s["checkpoints"]]),
+    "resume-point-for-stage": lambda p, s: p.codec.resume_point_for_stage(
+        [ck(c) for c in s["checkpoints"]], s["stage"]
+    ),
+    "put-raw": lambda p, s: p.raw(s["key"], t.Put(bytes.fromhex(s["hex"]))),
+    "delete-raw": lambda p, s: p.raw(s["key"], t.Delete()),
+    "corrupt": Player.corrupt,
+}
 
-    def run_op(self, op: str, step: dict[str, Any]) -> Any:
-        """Runs one step's op; returns its outcome, or None for steps without a result."""
-        run = str_or(step, "run-id", "run")
-        stage = str_or(step, "stage", "stage")
-        if op == "open":
-            options = options_of(step.get("options"))
-            self.drop()
+
+def main(out: Path = OUT) -> int:
+    """Plays every case on every backend into `out/transcripts/python/<backend>/<case>.json`,
+    then checks them: the checker's exit status."""
+    if not (out / "cases.json").is_file():
+        sys.exit(f"conformance: no {out / 'cases.json'}: `bash scripts/conformance.sh expand`")
+    doc = json.loads((out / "cases.json").read_text(encoding="utf-8"))
+    if doc.get("format") != FORMAT:
+        sys.exit(f"conformance: cases.json has format {doc.get('format')!r}, not {FORMAT!r}")
+    transcripts = out / "transcripts" / HOST
+    shutil.rmtree(transcripts, ignore_errors=True)  # no stale transcript survives
+    for name in BACKENDS:
+        (transcripts / name).mkdir(parents=True)
+        for case in doc["cases"]:
+            backend = Backend(name)
             try:
-                self.checkpointer = self.connect(options)
-            except CheckpointError as e:
-                return {"error": error_json(e)}
-            except ComponentFailure as e:
-                raise CaseError(f"runtime failure (trap): {e}") from None
-            self.options = options
-            return {"ok": None}
-        if op == "crash":
-            self.drop()
-            try:
-                self.checkpointer = self.connect(self.options)
-            except (CheckpointError, ComponentFailure) as e:
-                raise CaseError(f"reopen after crash: {e}") from None
-            return None
-        if op == "write":
-            if "checkpoint" not in step:
-                raise CaseError("write needs `checkpoint`")
-            c = checkpoint_of(step["checkpoint"])
-            batch = ids_of(step, "batch")
-            return outcome(lambda: self.current().write(c, batch), receipt_json)
-        if op == "get":
-            return outcome(lambda: self.current().get(run, stage), checkpoint_json)
-        if op == "resume-point":
-            return outcome(lambda: self.current().resume_point(run, stage), resume_json)
-        if op == "history":
-            return outcome(
-                lambda: self.current().history(run, stage), lambda h: [checkpoint_json(c) for c in h]
-            )
-        if op == "delete":
-            return outcome(lambda: self.current().delete(run, stage), lambda n: n)
-        if op == "open-driver":
-            options = driver_options_of(step.get("driver"))
-            # A driver lives in its checkpointer's instance: close any open driver first by
-            # starting from a fresh instance (the checkpointer holds no state but its options).
-            if self.driver is not None or self.checkpointer is None:
-                self.drop()
-                try:
-                    self.checkpointer = self.connect(self.options)
-                except (CheckpointError, ComponentFailure) as e:
-                    raise CaseError(f"reopen for driver: {e}") from None
-            try:
-                self.driver = self.current().open_driver(options)
-            except CheckpointError as e:
-                return {"error": error_json(e)}
-            except ComponentFailure as e:
-                raise CaseError(f"runtime failure (trap): {e}") from None
-            try:
-                resumed = self.driver.resumed_from()
-            except ComponentFailure as e:
-                raise CaseError(f"resumed-from: {e}") from None
-            return {"ok": {"resumed-from": resume_json(resumed)}}
-        if op == "record-processed":
-            if "message" not in step:
-                raise CaseError("needs `message`")
-            message = message_of(step["message"])
-            now = int_or(step, "now-ms", 0)
-            return outcome(lambda: self.current_driver().record_processed(message, now), progress_json)
-        if op == "record-processed-batch":
-            messages = [message_of(m) for m in list_of(step, "messages")]
-            now = int_or(step, "now-ms", 0)
-            return outcome(
-                lambda: self.current_driver().record_processed_batch(messages, now), batch_json
-            )
-        if op == "flush":
-            now = int_or(step, "now-ms", 0)
-            return outcome(lambda: self.current_driver().flush(now), progress_json)
-        if op == "changelog":
-            return outcome(lambda: self.current_driver().changelog(), changelog_json)
-        if op == "cursor":
-            return outcome(lambda: self.current_driver().cursor(), point_json)
-        if op == "resumed-from":
-            return outcome(lambda: self.current_driver().resumed_from(), resume_json)
-        if op == "encode":
-            if "checkpoint" not in step:
-                raise CaseError("encode needs `checkpoint`")
-            c = checkpoint_of(step["checkpoint"])
-            return outcome(lambda: self.codec.encode(c), lambda b: b.hex())
-        if op == "decode":
-            return self.decode_bytes(bytes_of(step))
-        if op == "decode-encode":
-            data = bytes_of(step)
-            try:
-                c = self.codec.decode(data)
-                again = self.codec.encode(c)
-            except (CheckpointError, ComponentFailure) as e:
-                raise CaseError(f"decode-encode: {e}") from None
-            if again != data:
-                raise CaseError(f"re-encoding differs: {again.hex()} vs {data.hex()}")
-            return {"ok": checkpoint_json(c)}
-        if op == "validate":
-            if "checkpoint" not in step:
-                raise CaseError("validate needs `checkpoint`")
-            c = checkpoint_of(step["checkpoint"])
-            return outcome(lambda: self.codec.validate(c), lambda _: None)
-        if op == "chain-signature":
-            cs = [checkpoint_of(c) for c in list_of(step, "checkpoints")]
-            return outcome(lambda: self.codec.chain_signature(cs), lambda s: s)
-        if op == "resume-point-for-stage":
-            cs = [checkpoint_of(c) for c in list_of(step, "checkpoints")]
-            return outcome(lambda: self.codec.resume_point_for_stage(cs, stage), point_json)
-        if op == "put-raw":
-            key = str_or(step, "key", "")
-            if "checkpoint" in step:
-                try:
-                    data = self.codec.encode(checkpoint_of(step["checkpoint"]))
-                except (CheckpointError, ComponentFailure) as e:
-                    raise CaseError(f"encode: {e}") from None
-            else:
-                data = bytes_of(step)
-            self.put_raw(key, data)
-            return None
-        if op == "delete-raw":
-            key = str_or(step, "key", "")
-            out = self.raw().commit([Write(key, None, Delete())])
-            if not isinstance(out, Committed):
-                raise CaseError(f"delete-raw {key}: {out!r}")
-            return None
-        if op == "corrupt":
-            key = str_or(step, "key", "")
-            data = bytearray(self.stored(key))
-            if "flip-bit" in step:
-                bit = u64_of(step["flip-bit"])
-                if bit // 8 >= len(data):
-                    raise CaseError("flip-bit past the end")
-                data[bit // 8] ^= 1 << (bit % 8)
-            elif "replace" in step:
-                r = obj(step["replace"], "replace")
-                at = int_or(r, "offset", 0)
-                with_ = hex_decode(str_or(r, "hex", ""))
-                if at + len(with_) > len(data):
-                    raise CaseError("replace past the end")
-                data[at : at + len(with_)] = with_
-            elif "truncate" in step:
-                del data[u64_of(step["truncate"]) :]
-            else:
-                raise CaseError("corrupt needs `flip-bit`, `replace` or `truncate`")
-            self.put_raw(key, bytes(data))
-            return None
-        if op == "decode-truncations":
-            data = bytes_of(step)
-            if "expect" not in step:
-                raise CaseError("needs `expect`")
-            for length in range(len(data)):
-                got = self.decode_bytes(data[:length])
-                try:
-                    matches(family_pattern(step["expect"]), got, "")
-                except CaseError as e:
-                    raise CaseError(f"truncated to {length} bytes: {e}") from None
-            return None
-        if op == "decode-bit-flips":
-            data = bytes_of(step)
-            bounds = list_of(step, "bytes")
-            if len(bounds) != 2:
-                raise CaseError("`bytes` is [from, to)")
-            from_end = step.get("from-end", False) is True
-            lo, hi = (resolve(u64_of(b), data, from_end) for b in bounds)
-            for at in range(lo, hi):
-                for bit in range(8):
-                    flipped = bytearray(data)
-                    flipped[at] ^= 1 << bit
-                    is_set = bool(flipped[at] & (1 << bit))
-                    if is_set and "expect-set" in step:
-                        expect = step["expect-set"]
-                    elif not is_set and "expect-cleared" in step:
-                        expect = step["expect-cleared"]
-                    elif "expect" in step:
-                        expect = step["expect"]
-                    else:
-                        raise CaseError("needs `expect`")
-                    got = self.decode_bytes(bytes(flipped))
-                    try:
-                        matches(family_pattern(expect), got, "")
-                    except CaseError as e:
-                        raise CaseError(f"bit {bit} of byte {at} flipped: {e}") from None
-            return None
-        raise CaseError(f"unknown op {op!r}")
-
-
-def resolve(at: int, data: bytes, from_end: bool) -> int:
-    """`bytes` bounds count from the end when the step says `"from-end": true`."""
-    pos = len(data) - at if from_end else at
-    if not 0 <= pos <= len(data):
-        raise CaseError(f"byte bound {pos} outside 0..={len(data)}")
-    return pos
-
-
-def family_pattern(kind: Any) -> Any:
-    """A generated family's `expect` is a corruption kind: decode must fail with it."""
-    return {"error": {"corrupt": {"kind": kind}}}
-
-
-STEP_KEYS = {
-    "op", "note", "storage", "consumer", "expect", "acks", "failed-acks", "keys",
-    "storage-calls", "run-id", "stage", "checkpoint", "checkpoints", "batch", "options",
-    "driver", "message", "messages", "now-ms", "hex", "vector", "key", "flip-bit", "replace",
-    "truncate", "bytes", "from-end", "expect-set", "expect-cleared",
-}  # fmt: skip
-
-CASE_KEYS = {"name", "description", "covers", "options", "steps", "acks", "failed-acks", "keys", "skip"}
-
-
-def storage_fault(f: Any) -> tuple[str, int, StorageFault]:
-    f = obj(f, "storage fault")
-    call = str_or(f, "call", "")
-    if call not in ("get", "commit", "list-keys"):
-        raise CaseError(f"unknown storage call {call!r}")
-    kind = str_or(f, "fault", "")
-    try:
-        fault = StorageFault(kind, int_or(f, "index", 0))
-    except ValueError as e:
-        raise CaseError(str(e)) from None
-    return call, int_or(f, "nth", 1), fault
-
-
-def play_step(p: Player, step: Any) -> None:
-    step = obj(step, "a step")
-    unknown = set(step) - STEP_KEYS
-    if unknown:
-        raise CaseError(f"unknown step field `{sorted(unknown)[0]}`")
-    op = str_or(step, "op", "")
-    p.script.reset()
-    p.acks.reset()
-    for f in list_of(step, "storage"):
-        call, nth, fault = storage_fault(f)
-        p.script.inject(call, nth, fault)
-    for f in list_of(step, "consumer"):
-        f = obj(f, "consumer fault")
-        if str_or(f, "fault", "fail") != "fail":
-            raise CaseError("the only consumer fault is `fail`")
-        p.acks.fail_nth(int_or(f, "nth", 1))
-    result = p.run_op(op, step)
-    calls = {
-        "get": p.script.calls("get"),
-        "commit": p.script.calls("commit"),
-        "list-keys": p.script.calls("list-keys"),
-        "ack": p.acks.calls(),
-    }
-    p.script.reset()
-    p.acks.reset()
-    if result is not None:
-        matches(step.get("expect", "ok"), result, "result")
-    elif "expect" in step and not op.startswith("decode-"):
-        raise CaseError(f"`{op}` has no result to expect")
-    if "storage-calls" in step:
-        matches(step["storage-calls"], calls, "storage-calls")
-    check_logs(p, step)
-
-
-def check_logs(p: Player, expected: dict[str, Any]) -> None:
-    if "acks" in expected:
-        matches(expected["acks"], p.recording.acks, "acks")
-    if "failed-acks" in expected:
-        matches(expected["failed-acks"], p.acks.failed, "failed-acks")
-    if "keys" in expected:
-        matches(expected["keys"], p.keys(), "keys")
-
-
-def play_case(case: dict[str, Any], backend: Backend, codec: Codec) -> None:
-    unknown = set(case) - CASE_KEYS
-    if unknown:
-        raise CaseError(f"unknown case field `{sorted(unknown)[0]}`")
-    options = options_of(case.get("options"))
-    p = Player(backend=backend, options=options, codec=codec)
-    # A case whose options are invalid starts with no checkpointer; its first step says so.
-    try:
-        p.checkpointer = p.connect(options)
-    except CheckpointError:
-        p.checkpointer = None
-    try:
-        for i, step in enumerate(list_of(case, "steps")):
-            op = step.get("op", "?") if isinstance(step, dict) else "?"
-            try:
-                play_step(p, step)
-            except CaseError as e:
-                raise CaseError(f"step {i} ({op}): {e}") from None
-        try:
-            check_logs(p, case)
-        except CaseError as e:
-            raise CaseError(f"after the last step: {e}") from None
-    finally:
-        p.drop()
-
-
-@dataclass
-class Summary:
-    passed: int = 0
-    cases: int = 0
-    files: int = 0
-    backends: int = len(BACKENDS)
-    failures: list[str] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return self.cases * self.backends
-
-    def line(self) -> str:
-        return (
-            f"conformance (python): {self.passed} of {self.total} passed "
-            f"({self.cases} cases x {self.backends} backends, {self.files} files)"
-        )
-
-
-def run(cases_dir: Path = CASES, only: str | None = None) -> Summary:
-    summary = Summary()
-    codec = Codec()
-    files = sorted(cases_dir.iterdir()) if cases_dir.is_dir() else []
-    if not files:
-        summary.failures.append(f"no case files in {cases_dir}")
-    names: set[str] = set()
-    for path in files:
-        shown = path.name
-        if path.suffix != ".json":
-            summary.failures.append(f"{shown}: not a .json case file; no runner plays it")
-            continue
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            summary.failures.append(f"{shown}: not JSON: {e}")
-            continue
-        file_cases = doc.get("cases") if isinstance(doc, dict) else None
-        if not isinstance(file_cases, list) or not file_cases:
-            summary.failures.append(f"{shown}: no `cases`")
-            continue
-        summary.files += 1
-        for case in file_cases:
-            name = case.get("name", "") if isinstance(case, dict) else ""
-            if not isinstance(name, str) or not name or name in names:
-                summary.failures.append(f"{shown}: case name {name!r} empty or repeated")
-                continue
-            names.add(name)
-            if only is not None and name != only:
-                continue
-            summary.cases += 1
-            for make in BACKENDS:
-                backend = make()
-                try:
-                    play_case(case, backend, codec)
-                    summary.passed += 1
-                except CaseError as e:
-                    summary.failures.append(f"{shown} / {name} / {backend.name}: {e}")
-                except Exception as e:  # a bug of this runner or host: still a named failure
-                    summary.failures.append(
-                        f"{shown} / {name} / {backend.name}: {type(e).__name__}: {e}"
-                    )
-                finally:
-                    backend.close()
-    if only is not None and summary.cases == 0:
-        summary.failures.append(f"no case named {only!r}")
-    return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=Path, default=CASES, help="the case directory")
-    parser.add_argument("--only", help="play only the case of this name")
-    args = parser.parse_args(argv)
-    summary = run(args.cases, args.only)
-    print(summary.line())
-    if summary.failures:
-        print(f"{len(summary.failures)} failures:", file=sys.stderr)
-        for f in summary.failures:
-            print(f"  {f}", file=sys.stderr)
-        return 1
-    return 0
+                steps = Player(backend, case["options"]).run(case["steps"])
+            finally:
+                backend.close()
+            transcript = {"case": case["name"], "host": HOST, "backend": name, "steps": steps}
+            text = json.dumps(transcript, indent=1) + "\n"
+            (transcripts / name / f"{case['name']}.json").write_text(text, encoding="utf-8")
+    n = len(doc["cases"]) * len(BACKENDS)
+    print(f"conformance: wrote {n} transcripts to {transcripts}", file=sys.stderr)
+    check = ["bash", str(REPO / "scripts" / "conformance.sh"), "check", "--host", HOST]
+    env = {**os.environ, "CKPT_CONFORMANCE_DIR": str(out)}
+    return subprocess.run(check, cwd=REPO, env=env, check=False).returncode
 
 
 if __name__ == "__main__":

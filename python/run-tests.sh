@@ -2,14 +2,16 @@
 # Tests of the Python host (python/), run against what users get: the wheel. Makes
 # target/python-venv (pinned packages from python/requirements.txt), builds the wheel with
 # python/dist.sh into target/python-dist (the package plus the shipped component,
-# component/checkpoint.wasm) and installs it there (not editable), then runs pytest (API,
-# stores, runner, the README example, what was installed) and the conformance runner over every
-# case file on the dict and sqlite3 stores, all importing the installed `pipeline_checkpoint`.
+# component/checkpoint.wasm, and the SQLite schema, host/src/storage/sqlite-schema.sql) and
+# installs it there (not editable), then runs pytest (API, stores, runner, the README example,
+# what was installed) and the conformance runner over every expanded case on the dict and
+# sqlite3 stores, all importing the installed `pipeline_checkpoint`, whose transcripts the
+# testkit's checker then checks.
 # Seconds when nothing changed: the wheel is rebuilt and reinstalled only when the pins, the
-# package's sources or metadata, or the component changed (a stamp in the venv).
-# Builds no Rust: `make test-python` builds first what the tests load besides the wheel: the
-# hostile test component (target/hostile.wasm) and the Rust CLI (target/release/ckpt, for the
-# interop test).
+# package's sources or metadata, the component or the schema changed (a stamp in the venv).
+# Builds no Rust but the testkit's `conformance` tool (cargo, on first use, to expand the cases):
+# `make test-python` builds first what the tests load besides the wheel: the hostile test
+# component (target/hostile.wasm) and the Rust CLI (target/release/ckpt, for the interop test).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,17 +27,19 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 
 component=$ROOT/component/checkpoint.wasm
 [[ -f $component ]] || die "no shipped component at $component: \`make component\` builds it"
+schema=$ROOT/host/src/storage/sqlite-schema.sql
 
 require_python
 ensure_venv "$VENV"
 
-# Everything the installed package is made of: pins, metadata, page, licence, sources, component.
+# Everything the installed package is made of: pins, metadata, page, licence, sources, component,
+# and the SQLite schema (host/src/storage/sqlite-schema.sql, shared with the Rust host).
 inputs() {
     cd "$HERE"
     sha256sum requirements.txt pyproject.toml README.md LICENSE lib.sh dist.sh
     find src -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z \
         | xargs -0 sha256sum
-    sha256sum "$component"
+    sha256sum "$component" "$schema"
 }
 want=$(inputs | sha256sum | cut -d' ' -f1)
 if [[ ! -f $STAMP || $(cat "$STAMP") != "$want" ]] \
@@ -58,5 +62,9 @@ fi
 cd "$HERE"
 log "pytest (API, stores, conformance runner, README example, the installed wheel)"
 "$PY" -m pytest -q -p no:cacheprovider tests
-log "conformance cases"
+# The runner plays the expanded cases (the testkit's `conformance expand`: needs cargo, and builds
+# checkpoint-testkit the first time), writes target/conformance/transcripts/python/ and runs the
+# testkit's checker on them: its summary line is the last one, its status ours.
+log "conformance cases (expanding with scripts/conformance.sh expand)"
+bash "$ROOT/scripts/conformance.sh" expand >&2
 "$PY" conformance_runner.py

@@ -20,9 +20,17 @@ set -euo pipefail
 cd "$REPO_ROOT"
 
 out=${CKPT_CONFORMANCE_DIR:-target/conformance}
+# Built as part of the whole workspace with all targets, as `make build` and `cargo test
+# --workspace` build it: one feature resolution, so wasmtime is compiled once, not per selection
+# (a no-op when they ran already).
+built=0
 conformance() {
-    # shellcheck disable=SC2086 # CKPT_CARGO_FLAGS is a list of flags
-    cargo run --release -q ${CKPT_CARGO_FLAGS:-} -p checkpoint-testkit --bin conformance -- "$@"
+    if ((built == 0)); then
+        # shellcheck disable=SC2086 # CKPT_CARGO_FLAGS is a list of flags
+        cargo build --release -q ${CKPT_CARGO_FLAGS:-} --workspace --all-targets
+        built=1
+    fi
+    "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/conformance" "$@"
 }
 
 case "${1:-}" in

@@ -2,9 +2,13 @@
 
 - `FaultyStorage` wraps any `Storage` and, scripted through a `FaultScript`, fails the nth
   `get`, `commit` or `list-keys` call (`unavailable`, `timeout`, `failed`), answers
-  `conflict(i)` instead of committing, or applies a call and then answers `timeout` (the
-  ambiguous case).
+  `conflict(i)` instead of committing, applies a call and then answers `timeout` (the
+  ambiguous case), or applies it and answers outside the storage contract (`break-contract`).
 - `FaultyConsumer` wraps any `Consumer` and, scripted through an `AckScript`, fails the nth ack.
+
+The texts of the injected errors are fixed by tests/conformance/README.md ("Scripted faults"),
+the same in every host: `injected fault on commit`, `injected fault on get, after the call was
+applied`, `injected ack failure`.
 
 Counts are 1-based, from the last `reset()` (or creation), so a test can script "the 2nd commit
 of this step" without knowing what ran before.
@@ -19,10 +23,10 @@ from typing import Sequence
 from .consumer import Consumer
 from .errors import StorageError, StorageFailed, StorageTimeout, StorageUnavailable
 from .storage import Storage
-from .types import CommitConflict, CommitOutcome, Entry, Write
+from .types import CommitConflict, CommitOutcome, Committed, Entry, Write
 
 CALLS = ("get", "commit", "list-keys")
-FAULTS = ("unavailable", "timeout", "failed", "conflict", "time-out-after-apply")
+FAULTS = ("unavailable", "timeout", "failed", "conflict", "time-out-after-apply", "break-contract")
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,10 @@ class StorageFault:
     """What a scripted call does: one of `FAULTS`; `index` is the conflict index (clamped to the
     batch's last write). `conflict` on `get`/`list-keys` answers `failed`. A conflict must name
     a write with a condition (in a checkpointer's write, the latest: the last write), or the
-    component answers `BrokenStore`, as for any store."""
+    component answers `BrokenStore`, as for any store. `break-contract` makes the call, then
+    answers as a buggy store would: `get` the value (empty when missing) with version 0,
+    `commit` one version more than the batch has writes, `list-keys` the keys plus `"!"`, which
+    lacks the prefix; the component answers `BrokenStore`."""
 
     kind: str
     index: int = 0
@@ -75,7 +82,7 @@ class FaultScript:
 
 
 def _injected(call: str, fault: StorageFault) -> StorageError:
-    what = f"injected fault on {call} (FaultyStorage)"
+    what = f"injected fault on {call}"
     if fault.kind == "unavailable":
         return StorageUnavailable(what)
     if fault.kind == "timeout":
@@ -96,6 +103,9 @@ class FaultyStorage:
         fault = self.script.next("get")
         if fault is None:
             return self.inner.get(key)
+        if fault.kind == "break-contract":
+            found = self.inner.get(key)
+            return Entry(found.value if found is not None else b"", 0)
         if fault.kind == "time-out-after-apply":
             self.inner.get(key)
         raise _injected("get", fault)
@@ -106,6 +116,11 @@ class FaultyStorage:
             return self.inner.commit(writes)
         if fault.kind == "conflict":
             return CommitConflict(min(fault.index, max(len(writes) - 1, 0)))
+        if fault.kind == "break-contract":
+            outcome = self.inner.commit(writes)
+            if isinstance(outcome, Committed):
+                return Committed((*outcome.versions, max(outcome.versions, default=0) + 1))
+            return outcome
         if fault.kind == "time-out-after-apply":
             self.inner.commit(writes)
         raise _injected("commit", fault)
@@ -114,6 +129,8 @@ class FaultyStorage:
         fault = self.script.next("list-keys")
         if fault is None:
             return self.inner.list_keys(prefix)
+        if fault.kind == "break-contract":
+            return [*self.inner.list_keys(prefix), "!"]
         if fault.kind == "time-out-after-apply":
             self.inner.list_keys(prefix)
         raise _injected("list-keys", fault)
@@ -174,5 +191,5 @@ class FaultyConsumer:
 
     def ack(self, message_ids: list[str]) -> None:
         if self.script.next(message_ids):
-            raise InjectedAckFailure("injected ack failure (FaultyConsumer)")
+            raise InjectedAckFailure("injected ack failure")
         self.inner.ack(message_ids)
