@@ -10,9 +10,9 @@
 //! WIT with the same serde derives, so [`convert`] carries a value between the two.
 
 use checkpoint_guest::model::{
-    AckOutcome, BatchProgress, ChangeKind, Changelog, Checkpoint, Corruption, CorruptionKind,
-    DriverOptions, Error, OperatorState, Options, OverflowPolicy, Policy, ProcessedMessage,
-    Progress, Receipt, Resume, ResumeOrigin, ResumePoint, SinkPosition, SourcePosition, Watermark,
+    AckOutcome, BatchProgress, ChangeKind, Changelog, Checkpoint, Corruption, DriverOptions, Error,
+    OperatorState, Options, OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, Resume,
+    ResumeOrigin, ResumePoint, SinkPosition, SourcePosition, Watermark,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -272,20 +272,8 @@ pub fn message(v: &Value) -> Res<ProcessedMessage> {
 // ---------------------------------------------------------------------------------------------
 // Values -> explicit WIT JSON
 
-/// The WIT name of a corruption kind.
-pub fn kind_name(kind: CorruptionKind) -> &'static str {
-    match kind {
-        CorruptionKind::Truncated => "truncated",
-        CorruptionKind::BadMagic => "bad-magic",
-        CorruptionKind::CrcMismatch => "crc-mismatch",
-        CorruptionKind::UnknownVersion => "unknown-version",
-        CorruptionKind::UnknownFlags => "unknown-flags",
-        CorruptionKind::TrailingBytes => "trailing-bytes",
-        CorruptionKind::InvalidUtf8 => "invalid-utf8",
-        CorruptionKind::Malformed => "malformed",
-        CorruptionKind::Misplaced => "misplaced",
-    }
-}
+/// The WIT name of a corruption kind: the guest's own table.
+pub use checkpoint_guest::errors::corruption_kind_name as kind_name;
 
 /// Every corruption kind's WIT name.
 pub const KIND_NAMES: &[&str] = &[
