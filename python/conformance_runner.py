@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -81,13 +82,18 @@ VARIANTS: dict[type, tuple[str, Callable[[Any], Any] | None]] = {
 }
 
 
+LARGE_BYTES = 65_536
+
+
 def wit(v: Any) -> Any:
     """`v` in the README's "Values" form."""
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, int):
         return str(v)
-    if isinstance(v, bytes):
+    if isinstance(v, bytes):  # large bytes by their digest (README, "Transcripts")
+        if len(v) > LARGE_BYTES:
+            return {"sha256": hashlib.sha256(v).hexdigest(), "length": str(len(v))}
         return v.hex()
     if isinstance(v, enum.Enum):
         return v.value

@@ -8,6 +8,7 @@
 //
 //   node node/test/conformance.mjs        (CKPT_CONFORMANCE_DIR moves target/conformance)
 
+import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
@@ -38,6 +39,7 @@ const INTEGERS = new Set([
 const camel = (k) => k.replace(/-([a-z0-9])/g, (_, c) => c.toUpperCase());
 const kebab = (k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const hex = (bytes) => Buffer.from(bytes).toString('hex');
+const LARGE_BYTES = 65536;
 
 export function unhex(text) {
   const clean = String(text).replace(/\s+/g, '');
@@ -56,7 +58,10 @@ export function input(v, key = '') {
 /** An API value as its WIT JSON. */
 export function wit(v) {
   if (typeof v === 'bigint' || typeof v === 'number') return String(v);
-  if (v instanceof Uint8Array) return hex(v);
+  if (v instanceof Uint8Array) { // large bytes by their digest (README, "Transcripts")
+    if (v.length > LARGE_BYTES) return { sha256: createHash('sha256').update(v).digest('hex'), length: String(v.length) };
+    return hex(v);
+  }
   if (Array.isArray(v)) return v.map(wit);
   if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [kebab(k), wit(x)]));
   return v;

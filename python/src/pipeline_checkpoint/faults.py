@@ -1,4 +1,4 @@
-"""Fault-injecting wrappers for tests, as in the Rust host's `checkpoint_host::faults`.
+"""Fault-injecting wrappers for tests, as in the Rust `checkpoint_testkit::faults`.
 
 - `FaultyStorage` wraps any `Storage` and, scripted through a `FaultScript`, fails the nth
   `get`, `commit` or `list-keys` call (`unavailable`, `timeout`, `failed`), answers

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use super::wit::{self, Res, dec, int};
 use crate::faults::{AckScript, FaultScript, StorageCall, StorageFault};
@@ -88,7 +89,11 @@ pub fn write_transcript(
 /// component's error, with its message texts), or `{"trap": message}` for a runtime failure.
 pub fn outcome<T>(r: Result<T, checkpoint_host::Error>, to_json: impl Fn(&T) -> Value) -> Value {
     match r {
-        Ok(v) => json!({"ok": to_json(&v)}),
+        Ok(v) => {
+            let mut value = to_json(&v);
+            abbreviate_large_bytes(&mut value);
+            json!({"ok": value})
+        }
         Err(checkpoint_host::Error::Checkpoint(e)) => json!({
             "error": wit::error_json(&wit::convert(&e)),
             "message": checkpoint_host::Error::Checkpoint(e).to_string(),
@@ -96,6 +101,29 @@ pub fn outcome<T>(r: Result<T, checkpoint_host::Error>, to_json: impl Fn(&T) -> 
         Err(checkpoint_host::Error::Runtime(e)) => json!({"trap": format!("{e:#}")}),
     }
 }
+
+/// Bytes longer than [`LARGE_BYTES`] are recorded as `{"sha256", "length"}` (README,
+/// "Transcripts"): in a result, the only hex strings that long are bytes.
+pub fn abbreviate_large_bytes(value: &mut Value) {
+    match value {
+        Value::String(s)
+            if s.len() > 2 * LARGE_BYTES && s.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            let bytes = wit::unhex(s).unwrap_or_default();
+            let digest: String = sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            *value = json!({"sha256": digest, "length": bytes.len().to_string()});
+        }
+        Value::Array(items) => items.iter_mut().for_each(abbreviate_large_bytes),
+        Value::Object(fields) => fields.values_mut().for_each(abbreviate_large_bytes),
+        _ => {}
+    }
+}
+
+/// Bytes up to this length are recorded as hex; longer ones by their digest.
+pub const LARGE_BYTES: usize = 65_536;
 
 /// A host value rendered by the `wit` function of the guest's type of the same WIT record.
 pub fn via<H: serde::Serialize, G: serde::de::DeserializeOwned>(

@@ -112,6 +112,31 @@ fn text(o: &Map<String, Value>, name: &str, default: &str) -> Res<String> {
     }
 }
 
+/// Operator state bytes: hex (default empty), or `{"repeat": hex, "times": n}` for large
+/// states a case file should not spell out (at most 64 MiB).
+fn state_of(v: Option<&Value>) -> Res<Vec<u8>> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) => unhex(s),
+        Some(v @ Value::Object(_)) => {
+            let o = object(v, "a repeated state", &["repeat", "times"])?;
+            let unit = unhex(&text(o, "repeat", "")?)?;
+            let times: u64 = num(o, "times", None, "u64")?;
+            let total = (unit.len() as u64).saturating_mul(times);
+            if unit.is_empty() || total > 64 << 20 {
+                return Err(format!(
+                    "repeat of {} bytes x {times}: 1 byte to 64 MiB",
+                    unit.len()
+                ));
+            }
+            Ok(unit.repeat(times as usize))
+        }
+        Some(other) => Err(format!(
+            "must be hex or {{\"repeat\", \"times\"}}, not {other}"
+        )),
+    }
+}
+
 /// The list under `name` (default empty), each element read by `each`.
 pub fn list<T>(o: &Map<String, Value>, name: &str, each: impl Fn(&Value) -> Res<T>) -> Res<Vec<T>> {
     match o.get(name) {
@@ -195,7 +220,7 @@ pub fn checkpoint(v: &Value) -> Res<Checkpoint> {
             let s = object(s, "an operator-state", &["name", "state"])?;
             Ok(OperatorState {
                 name: text(s, "name", "")?,
-                state: unhex(&text(s, "state", "")?).map_err(|e| format!("`state`: {e}"))?,
+                state: state_of(s.get("state")).map_err(|e| format!("`state`: {e}"))?,
             })
         })?,
         idempotency_key: text(o, "idempotency-key", "")?,
