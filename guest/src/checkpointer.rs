@@ -1,6 +1,6 @@
 //! The write path and the reads: the durability contract of `checkpointer.wit`.
 
-use crate::codec;
+use crate::codec::{self, Decoded, MAX_ACK_ID_BYTES, MAX_ACK_IDS};
 use crate::contract;
 use crate::errors::{at_key, corruption, invalid};
 use crate::keys::StageKeys;
@@ -44,7 +44,7 @@ struct LastWrite {
 
 /// A stored latest checkpoint, decoded, with the bytes and version it was read with.
 struct Stored {
-    checkpoint: Checkpoint,
+    decoded: Decoded,
     bytes: Vec<u8>,
     version: u64,
 }
@@ -89,7 +89,9 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
                 limit: u64::from(limit),
             }));
         }
-        let bytes = codec::encode_valid(checkpoint)?;
+        check_batch(batch)?;
+        let bytes = codec::encode_stored(checkpoint, batch)?;
+        let body_len = codec::checkpoint_body_len(checkpoint);
         let keys = self.keys(&checkpoint.run_id, &checkpoint.stage);
         let latest_key = keys.latest();
 
@@ -98,7 +100,11 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
 
         // 3. Replay, fencing and regression, before any write.
         let expected_version = match &stored {
-            Some(stored) if stored.bytes == bytes => {
+            Some(stored)
+                if stored
+                    .decoded
+                    .same_checkpoint(&stored.bytes, &bytes, body_len) =>
+            {
                 let acks = self.ack(batch);
                 return Ok(Receipt {
                     sequence: checkpoint.sequence,
@@ -109,7 +115,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
                 });
             }
             Some(stored) => {
-                check_progress(&stored.checkpoint, checkpoint)?;
+                check_progress(&stored.decoded.checkpoint, checkpoint)?;
                 stored.version
             }
             None => 0,
@@ -195,7 +201,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         check_id("stage", stage)?;
         let keys = self.keys(run_id, stage);
         match self.read_latest(&keys, &keys.latest())? {
-            Some(stored) => Ok(stored.checkpoint),
+            Some(stored) => Ok(stored.decoded.checkpoint),
             None => Err(Error::NotFound),
         }
     }
@@ -203,6 +209,22 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
     /// Where a stage should restart, falling back to the newest intact retained copy when the
     /// latest is damaged or missing. Never writes.
     pub fn resume_point(&mut self, run_id: &str, stage: &str) -> Result<Resume, Error> {
+        self.resume_with_ack_ids(run_id, stage)
+            .map(|(resume, _)| resume)
+    }
+
+    /// Acks again the ids stored with the checkpoint a resume would start from. Never writes.
+    pub fn recover_acks(&mut self, run_id: &str, stage: &str) -> Result<AckOutcome, Error> {
+        let (_, ids) = self.resume_with_ack_ids(run_id, stage)?;
+        Ok(self.ack(&ids))
+    }
+
+    /// The resume point and the ids stored with the checkpoint it comes from.
+    pub(crate) fn resume_with_ack_ids(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+    ) -> Result<(Resume, Vec<String>), Error> {
         check_id("run-id", run_id)?;
         check_id("stage", stage)?;
         let keys = self.keys(run_id, stage);
@@ -215,10 +237,19 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
             reads += 1;
             let damage = match self.read_latest(&keys, &latest_key) {
                 Ok(Some(stored)) => {
-                    return Ok(Resume {
-                        point: resume_point_of(&stored.checkpoint),
-                        origin: ResumeOrigin::Latest,
-                    });
+                    let Decoded {
+                        checkpoint,
+                        ack_ids,
+                        ..
+                    } = stored.decoded;
+                    return Ok((
+                        Resume {
+                            point: resume_point_of(&checkpoint),
+                            origin: ResumeOrigin::Latest,
+                            checkpoint: Some(checkpoint),
+                        },
+                        ack_ids,
+                    ));
                 }
                 Ok(None) => None,
                 Err(Error::Corrupt(damage)) => Some(damage),
@@ -230,7 +261,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
             }
         };
         if first_damage.is_none() && retained.is_empty() {
-            return Ok(Resume {
+            let fresh = Resume {
                 point: ResumePoint {
                     run_id: run_id.to_string(),
                     stage: stage.to_string(),
@@ -242,7 +273,9 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
                     },
                 },
                 origin: ResumeOrigin::Fresh,
-            });
+                checkpoint: None,
+            };
+            return Ok((fresh, Vec::new()));
         }
         let mut skipped = vec![first_damage.unwrap_or_else(|| {
             at_key(
@@ -256,11 +289,13 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         retained.reverse();
         for (_, key) in retained {
             match self.read_checkpoint(&keys, &key)? {
-                Ok(Some((checkpoint, _))) => {
-                    return Ok(Resume {
-                        point: resume_point_of(&checkpoint),
+                Ok(Some((decoded, _))) => {
+                    let resume = Resume {
+                        point: resume_point_of(&decoded.checkpoint),
                         origin: ResumeOrigin::Fallback(Fallback { skipped }),
-                    });
+                        checkpoint: Some(decoded.checkpoint),
+                    };
+                    return Ok((resume, decoded.ack_ids));
                 }
                 Ok(None) => {} // pruned between list and get
                 Err(damage) => skipped.push(damage),
@@ -284,16 +319,16 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         if retained.is_empty() {
             return Ok(self
                 .read_latest(&keys, &keys.latest())?
-                .map(|s| s.checkpoint)
+                .map(|s| s.decoded.checkpoint)
                 .into_iter()
                 .collect());
         }
         let mut out = Vec::with_capacity(retained.len());
         for (_, key) in retained {
-            if let Some((checkpoint, _)) =
+            if let Some((decoded, _)) =
                 self.read_checkpoint(&keys, &key)?.map_err(Error::Corrupt)?
             {
-                out.push(checkpoint);
+                out.push(decoded.checkpoint);
             }
         }
         Ok(out)
@@ -339,7 +374,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         StageKeys::new(&self.options.namespace, run_id, stage)
     }
 
-    fn ack(&mut self, batch: &[String]) -> AckOutcome {
+    pub(crate) fn ack(&mut self, batch: &[String]) -> AckOutcome {
         if batch.is_empty() {
             return AckOutcome::Acked(0);
         }
@@ -354,10 +389,10 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         match contract::get(&mut self.storage, key, "reading latest")? {
             Lookup::Missing => Ok(None),
             Lookup::Found(entry) => {
-                let checkpoint = decode_for(&self.options.namespace, keys, key, &entry.value)
+                let decoded = decode_for(&self.options.namespace, keys, key, &entry.value)
                     .map_err(Error::Corrupt)?;
                 Ok(Some(Stored {
-                    checkpoint,
+                    decoded,
                     bytes: entry.value,
                     version: entry.version,
                 }))
@@ -371,7 +406,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         &mut self,
         keys: &StageKeys,
         key: &str,
-    ) -> Result<Result<Option<(Checkpoint, u64)>, Corruption>, Error> {
+    ) -> Result<Result<Option<(Decoded, u64)>, Corruption>, Error> {
         match contract::get(&mut self.storage, key, "reading retained checkpoint")? {
             Lookup::Missing => Ok(Ok(None)),
             Lookup::Found(entry) => {
@@ -403,8 +438,9 @@ fn decode_for(
     keys: &StageKeys,
     key: &str,
     bytes: &[u8],
-) -> Result<Checkpoint, Corruption> {
-    let checkpoint = codec::decode(bytes).map_err(|c| at_key(c, key))?;
+) -> Result<Decoded, Corruption> {
+    let decoded = codec::decode_stored(bytes).map_err(|c| at_key(c, key))?;
+    let checkpoint = &decoded.checkpoint;
     let own = StageKeys::new(namespace, &checkpoint.run_id, &checkpoint.stage);
     let in_place = own == *keys
         && keys
@@ -422,7 +458,24 @@ fn decode_for(
             key,
         ));
     }
-    Ok(checkpoint)
+    Ok(decoded)
+}
+
+/// The ids of one write's batch are stored with it: bounded, so a write stays bounded.
+fn check_batch(batch: &[String]) -> Result<(), Error> {
+    let bytes: usize = batch.iter().map(String::len).sum();
+    if batch.len() > MAX_ACK_IDS || bytes > MAX_ACK_ID_BYTES {
+        return Err(invalid(
+            "batch",
+            format!(
+                "{} ids of {bytes} bytes; one write stores at most {MAX_ACK_IDS} ids and \
+                 {MAX_ACK_ID_BYTES} bytes of ids for ack recovery: split the batch over several \
+                 checkpoints",
+                batch.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Fencing first (a stale owner must stop, whatever it wrote), then the three orderings.

@@ -25,6 +25,12 @@ pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 12;
 /// Bytes after the body (the CRC32C).
 pub const TRAILER_LEN: usize = 4;
+/// Header flag: the body ends with the ids of the batch the write acked (FORMAT.md).
+pub const FLAG_ACK_IDS: u16 = 0x0001;
+/// Most ids one write may store for ack recovery.
+pub const MAX_ACK_IDS: usize = 4096;
+/// Most bytes of ids (their UTF-8, without length prefixes) one write may store.
+pub const MAX_ACK_ID_BYTES: usize = 1 << 20;
 
 // Smallest encodings of list entries: a name needs its length prefix and at least one byte.
 const MIN_SOURCE_LEN: usize = 4 + 1 + 8 + 8 + 8;
@@ -61,7 +67,20 @@ pub fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>, Error> {
 
 /// Encodes a checkpoint that already passed [`validate`].
 pub(crate) fn encode_valid(c: &Checkpoint) -> Result<Vec<u8>, Error> {
-    let body = body_len(c);
+    encode_stored(c, &[])
+}
+
+/// The bytes a write stores: the checkpoint, then (flag [`FLAG_ACK_IDS`]) the ids of its batch,
+/// so that a crash between the commit and the acks can be repaired by acking them again. With
+/// no ids this is exactly [`encode`]. `c` must have passed [`validate`] and `ack_ids` the
+/// bounds [`MAX_ACK_IDS`] and [`MAX_ACK_ID_BYTES`].
+pub(crate) fn encode_stored(c: &Checkpoint, ack_ids: &[String]) -> Result<Vec<u8>, Error> {
+    let ids_len = if ack_ids.is_empty() {
+        0
+    } else {
+        4 + ack_ids.iter().map(|id| 4 + id.len()).sum::<usize>()
+    };
+    let body = body_len(c) + ids_len;
     let body_u32 = u32::try_from(body).map_err(|_| {
         invalid(
             "checkpoint",
@@ -71,7 +90,8 @@ pub(crate) fn encode_valid(c: &Checkpoint) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(HEADER_LEN + body + TRAILER_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
+    let flags = if ack_ids.is_empty() { 0 } else { FLAG_ACK_IDS };
+    out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(&body_u32.to_le_bytes());
     put_str(&mut out, &c.run_id);
     put_str(&mut out, &c.stage);
@@ -98,10 +118,49 @@ pub(crate) fn encode_valid(c: &Checkpoint) -> Result<Vec<u8>, Error> {
         put_count(&mut out, s.state.len());
         out.extend_from_slice(&s.state);
     }
+    if !ack_ids.is_empty() {
+        put_count(&mut out, ack_ids.len());
+        for id in ack_ids {
+            put_str(&mut out, id);
+        }
+    }
     let crc = crate::crc::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    debug_assert_eq!(out.len(), encoded_len(c));
+    debug_assert_eq!(out.len(), encoded_len(c) + ids_len);
     Ok(out)
+}
+
+/// Stored bytes, decoded: the checkpoint and the ids stored with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The ids of the batch its write acked (empty when none were stored).
+    pub ack_ids: Vec<String>,
+    /// Body bytes that encode the checkpoint itself, before the ids.
+    pub checkpoint_body_len: usize,
+}
+
+impl Decoded {
+    /// True when `stored` (the bytes this was decoded from) and `other` (stored bytes whose
+    /// checkpoint encodes to `other_body_len` body bytes) hold the same checkpoint, whatever
+    /// ids are stored with either.
+    pub(crate) fn same_checkpoint(
+        &self,
+        stored: &[u8],
+        other: &[u8],
+        other_body_len: usize,
+    ) -> bool {
+        let body = self.checkpoint_body_len;
+        body == other_body_len
+            && stored[..6] == other[..6]
+            && stored[HEADER_LEN..HEADER_LEN + body] == other[HEADER_LEN..HEADER_LEN + body]
+    }
+}
+
+/// Body bytes that encode `checkpoint` itself (without stored ids).
+pub(crate) fn checkpoint_body_len(checkpoint: &Checkpoint) -> usize {
+    body_len(checkpoint)
 }
 
 /// The entries of a named list in name order, without copying them.
@@ -126,10 +185,15 @@ fn put_watermark(out: &mut Vec<u8>, w: &Watermark) {
     out.extend_from_slice(&w.event_time_ms.to_le_bytes());
 }
 
-/// Decodes bytes made by [`encode`]. Checks, in order: length, magic, declared length
-/// (truncated / trailing bytes), CRC, version, flags, then every field. Never allocates more than
-/// the input's length.
+/// Decodes bytes made by [`encode`] or stored by a write (the ids stored with it are left out).
+/// Checks, in order: length, magic, declared length (truncated / trailing bytes), CRC, version,
+/// flags, then every field. Never allocates more than the input's length.
 pub fn decode(bytes: &[u8]) -> Result<Checkpoint, Corruption> {
+    decode_stored(bytes).map(|d| d.checkpoint)
+}
+
+/// Decodes stored bytes with the ids stored with them. Checks as [`decode`] does.
+pub fn decode_stored(bytes: &[u8]) -> Result<Decoded, Corruption> {
     use CorruptionKind as K;
     let magic_seen = &bytes[..bytes.len().min(MAGIC.len())];
     if magic_seen != &MAGIC[..magic_seen.len()] {
@@ -184,10 +248,10 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, Corruption> {
         ));
     }
     let flags = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if flags != 0 {
+    if flags & !FLAG_ACK_IDS != 0 {
         return Err(corruption(
             K::UnknownFlags,
-            format!("flags {flags:#06x}, version {VERSION} defines none"),
+            format!("flags {flags:#06x}, version {VERSION} defines only {FLAG_ACK_IDS:#06x}"),
         ));
     }
     let mut r = Reader {
@@ -195,6 +259,21 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, Corruption> {
         pos: 0,
     };
     let checkpoint = r.checkpoint()?;
+    let checkpoint_body_len = r.pos;
+    let mut ack_ids = Vec::new();
+    if flags & FLAG_ACK_IDS != 0 {
+        let n = r.count("ack ids", 4)?;
+        if n == 0 {
+            return Err(corruption(
+                K::Malformed,
+                "the ack-ids flag is set but no id follows",
+            ));
+        }
+        ack_ids.reserve_exact(n);
+        for _ in 0..n {
+            ack_ids.push(r.string("ack id")?);
+        }
+    }
     if r.pos != r.buf.len() {
         return Err(corruption(
             K::Malformed,
@@ -208,7 +287,11 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, Corruption> {
         Error::Invalid(i) => corruption(K::Malformed, format!("{}: {}", i.field, i.reason)),
         other => corruption(K::Malformed, format!("{other:?}")),
     })?;
-    Ok(checkpoint)
+    Ok(Decoded {
+        checkpoint,
+        ack_ids,
+        checkpoint_body_len,
+    })
 }
 
 /// A cursor over a body whose CRC already matched.

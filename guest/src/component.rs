@@ -4,8 +4,9 @@
 use crate::bindings::exports::pipeline::checkpoint::{checkpointer, codec};
 use crate::bindings::pipeline::checkpoint::{consumer, storage};
 use crate::model::{
-    BatchProgress, Changelog, Checkpoint, CommitOutcome, DriverOptions, Error, Lookup, Options,
-    ProcessedMessage, Progress, Receipt, Resume, ResumePoint, StorageError, Write,
+    AckOutcome, Admission, BatchProgress, Changelog, Checkpoint, CommitOutcome, Completion,
+    DriverOptions, Error, Lookup, Message, Options, ProcessedMessage, Progress, Receipt, Resume,
+    ResumePoint, StageState, StorageError, Write,
 };
 use crate::{Consumer, Storage};
 use std::cell::RefCell;
@@ -67,6 +68,9 @@ impl checkpointer::GuestCheckpointer for CheckpointerResource {
     fn history(&self, run_id: String, stage: String) -> Result<Vec<Checkpoint>, Error> {
         self.0.borrow_mut().history(&run_id, &stage)
     }
+    fn recover_acks(&self, run_id: String, stage: String) -> Result<AckOutcome, Error> {
+        self.0.borrow_mut().recover_acks(&run_id, &stage)
+    }
     fn delete(&self, run_id: String, stage: String) -> Result<u32, Error> {
         self.0.borrow_mut().delete(&run_id, &stage)
     }
@@ -83,6 +87,9 @@ impl checkpointer::GuestDriver for DriverResource {
     fn resumed_from(&self) -> Resume {
         self.0.borrow().resumed_from().clone()
     }
+    fn recovered_acks(&self) -> AckOutcome {
+        self.0.borrow().recovered_acks().clone()
+    }
     fn cursor(&self) -> ResumePoint {
         self.0.borrow().cursor().clone()
     }
@@ -96,8 +103,14 @@ impl checkpointer::GuestDriver for DriverResource {
     ) -> Result<BatchProgress, Error> {
         self.0.borrow_mut().record_processed_batch(messages, now_ms)
     }
-    fn flush(&self, now_ms: u64) -> Result<Progress, Error> {
-        self.0.borrow_mut().flush(now_ms)
+    fn begin(&self, message: Message) -> Result<Admission, Error> {
+        self.0.borrow_mut().begin(message)
+    }
+    fn complete(&self, ticket: u64) -> Result<Completion, Error> {
+        self.0.borrow_mut().complete(ticket)
+    }
+    fn flush(&self, state: Option<StageState>, now_ms: u64) -> Result<Progress, Error> {
+        self.0.borrow_mut().flush(state, now_ms)
     }
     fn changelog(&self) -> Changelog {
         self.0.borrow().changelog()

@@ -2,8 +2,9 @@
 //! `checkpointer.wit` for the meaning of every field).
 
 pub use crate::bindings::exports::pipeline::checkpoint::checkpointer::{
-    AckOutcome, BatchProgress, ChangeEvent, ChangeKind, Changelog, DriverOptions, Fallback,
-    Options, OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, Resume, ResumeOrigin,
+    AckOutcome, Admission, BatchProgress, ChangeEvent, ChangeKind, Changelog, Completion,
+    DriverOptions, Fallback, Message, Options, OverflowPolicy, Policy, ProcessedMessage, Progress,
+    Receipt, Resume, ResumeOrigin, StageState,
 };
 pub use crate::bindings::pipeline::checkpoint::storage::{
     CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp,

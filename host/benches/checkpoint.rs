@@ -842,6 +842,7 @@ fn driver_options(stage: &str, per_batch: u32) -> DriverOptions {
         policy: Policy::PerBatch(per_batch),
         changelog_capacity: 1024,
         overflow: OverflowPolicy::OverwriteOldest,
+        max_in_flight: 4096,
     }
 }
 
@@ -879,6 +880,7 @@ fn drive_native(per_batch: u32, calls: usize) -> BenchResult<f64> {
         policy: native::Policy::PerBatch(per_batch),
         changelog_capacity: 1024,
         overflow: native::OverflowPolicy::OverwriteOldest,
+        max_in_flight: 4096,
     };
     let mut driver = checkpoint_guest::Driver::open(checkpointer, options)?;
     let chunks: Vec<Vec<native::ProcessedMessage>> = (0..=calls)

@@ -8,7 +8,8 @@ use wasmtime::component::ResourceAny;
 
 use crate::bindings::checkpointer_api::Guest as CheckpointerExports;
 use crate::bindings::checkpointer_api::{
-    BatchProgress, Changelog, DriverOptions, Options, ProcessedMessage, Progress, Receipt, Resume,
+    AckOutcome, Admission, BatchProgress, Changelog, Completion, DriverOptions, Message, Options,
+    ProcessedMessage, Progress, Receipt, Resume, StageState,
 };
 use crate::bindings::exports::pipeline::checkpoint::codec::Guest as CodecExports;
 use crate::bindings::types::{Checkpoint, ResumePoint};
@@ -123,6 +124,19 @@ impl Checkpointer {
         self.instance.linear_memory_bytes()
     }
 
+    /// Acks again the ids stored with the checkpoint a resume would start from: repairs a
+    /// crash between a commit and its acks. Never writes.
+    pub fn recover_acks(&mut self, run_id: &str, stage: &str) -> Result<AckOutcome, Error> {
+        let handle = self.handle;
+        answer(
+            self.instance
+                .call("checkpointer.recover-acks", |g, s| {
+                    g.checkpointer()
+                        .call_recover_acks(s, handle, run_id, stage)
+                })?,
+        )
+    }
+
     /// Opens a driver for one (run-id, stage); the driver keeps this checkpointer (reach it
     /// with [`Driver::checkpointer`]). Fails like [`Checkpointer::resume_point`], and with
     /// `fenced` when `options.epoch` is below the stored one.
@@ -205,11 +219,44 @@ impl Driver {
         )
     }
 
-    /// Writes a checkpoint for the pending messages, if any.
-    pub fn flush(&mut self, now_ms: u64) -> Result<Progress, Error> {
+    /// What became of the acks that opening this driver sent again for the checkpoint it
+    /// resumed from (ack recovery after a crash between a commit and its acks).
+    pub fn recovered_acks(&mut self) -> Result<AckOutcome, Error> {
+        let handle = self.handle;
+        self.checkpointer
+            .instance
+            .call("driver.recovered-acks", |g, s| {
+                g.driver().call_recovered_acks(s, handle)
+            })
+    }
+
+    /// Takes a message before it is processed: `Admitted(ticket)` (process it, then
+    /// [`Driver::complete`] the ticket), `Covered` (a redelivery of durable work: skip it; it
+    /// was acked) or `Backpressure` (the in-flight cap: complete and flush earlier work first).
+    pub fn begin(&mut self, message: &Message) -> Result<Admission, Error> {
+        let handle = self.handle;
+        answer(self.checkpointer.instance.call("driver.begin", |g, s| {
+            g.driver().call_begin(s, handle, message)
+        })?)
+    }
+
+    /// Marks a taken message done, in any order. Returns the tickets released (their input's
+    /// completed prefix, oldest first: apply their effects in that order) and whether a
+    /// checkpoint is due. Never does I/O.
+    pub fn complete(&mut self, ticket: u64) -> Result<Completion, Error> {
+        let handle = self.handle;
+        answer(self.checkpointer.instance.call("driver.complete", |g, s| {
+            g.driver().call_complete(s, handle, ticket)
+        })?)
+    }
+
+    /// Writes a checkpoint covering every released message, carrying `state` (or, when `None`,
+    /// the last state given, or the resumed checkpoint's), then acks them. `Pending(0)` and no
+    /// storage call when there is nothing new.
+    pub fn flush(&mut self, state: Option<&StageState>, now_ms: u64) -> Result<Progress, Error> {
         let handle = self.handle;
         answer(self.checkpointer.instance.call("driver.flush", |g, s| {
-            g.driver().call_flush(s, handle, now_ms)
+            g.driver().call_flush(s, handle, state, now_ms)
         })?)
     }
 

@@ -68,8 +68,9 @@ pub use runtime::{ArtifactSource, Runtime, RuntimeConfig};
 pub use storage::Storage;
 
 pub use bindings::checkpointer_api::{
-    AckOutcome, BatchProgress, ChangeEvent, ChangeKind, Changelog, DriverOptions, Fallback,
-    Options, OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, Resume, ResumeOrigin,
+    AckOutcome, Admission, BatchProgress, ChangeEvent, ChangeKind, Changelog, Completion,
+    DriverOptions, Fallback, Message, Options, OverflowPolicy, Policy, ProcessedMessage, Progress,
+    Receipt, Resume, ResumeOrigin, StageState,
 };
 pub use bindings::storage::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
 pub use bindings::types::{

@@ -193,7 +193,7 @@ impl Player<'_> {
             }
             "flush" => {
                 let now = num(&step["now-ms"])?;
-                outcome(self.driver()?.flush(now), via(wit::progress_json))
+                outcome(self.driver()?.flush(None, now), via(wit::progress_json))
             }
             "changelog" => outcome(self.driver()?.changelog(), via(wit::changelog_json)),
             "cursor" => outcome(self.driver()?.cursor(), via(wit::point_json)),

@@ -215,6 +215,7 @@ fn run_schedule(plan: &Plan) -> Result<u32, String> {
             policy,
             changelog_capacity: 0,
             overflow: OverflowPolicy::DropNew,
+            max_in_flight: 4096,
         });
         let mut driver = match driver {
             Ok(d) => d,
@@ -245,7 +246,7 @@ fn run_schedule(plan: &Plan) -> Result<u32, String> {
                 offset >= MESSAGES || (plan.flushes[steps % plan.flushes.len()] && !last_was_flush);
             last_was_flush = flush;
             let step = if flush {
-                driver.flush(now)
+                driver.flush(None, now)
             } else {
                 let message = ProcessedMessage {
                     id: format!("m{offset}"),
@@ -262,6 +263,9 @@ fn run_schedule(plan: &Plan) -> Result<u32, String> {
                 }
                 Ok(Progress::Pending(0)) if offset >= MESSAGES => break 'process,
                 Ok(Progress::Pending(_)) => {}
+                Ok(Progress::Covered(_)) => {
+                    return Err(format!("message {offset} past the resume point was covered"));
+                }
                 Err(_) if disk.is_crashed() => {
                     crashes += 1;
                     disk = disk.reboot();

@@ -232,6 +232,7 @@ fn run_worker(config: &WorkerConfig) -> i32 {
         policy: Policy::PerBatch(BATCH),
         changelog_capacity: 0,
         overflow: OverflowPolicy::DropNew,
+        max_in_flight: 4096,
     };
     let latest_key = StageKeys::new(&config.namespace, config.run_id(), config.stage()).latest();
     // One session per pass: own connections, checkpointer and driver. A session ends when a
@@ -291,7 +292,7 @@ fn run_worker(config: &WorkerConfig) -> i32 {
         }
         if position >= END {
             // END is a multiple of BATCH, so nothing is pending; a flush proves it.
-            let last = driver.flush(now_ms()).expect("flushing at the end");
+            let last = driver.flush(None, now_ms()).expect("flushing at the end");
             assert!(
                 matches!(last, checkpoint_host::Progress::Pending(0)),
                 "messages pending at the end: {last:?}"

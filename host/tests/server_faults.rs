@@ -67,6 +67,7 @@ fn driver_options(stage: &str) -> DriverOptions {
         policy: Policy::PerBatch(BATCH),
         changelog_capacity: 0,
         overflow: OverflowPolicy::DropNew,
+        max_in_flight: 4096,
     }
 }
 
@@ -189,9 +190,10 @@ impl Worker {
             Session::Closed => panic!("{}: step without a session", self.stage()),
             Session::Driver(driver) => {
                 let written = if self.pending {
-                    match driver.flush(now_ms())? {
+                    match driver.flush(None, now_ms())? {
                         Progress::Checkpointed(_) => true,
                         Progress::Pending(n) => panic!("flush left {n} messages pending"),
+                        Progress::Covered(_) => unreachable!("flush never answers covered"),
                     }
                 } else {
                     // Whatever the write does, the chunk's messages are now the driver's.
@@ -383,9 +385,9 @@ fn inflight_writer(url: &str, signals: &InflightSignals) -> InflightOutcome {
         let began = signals.server.load(Ordering::SeqCst);
         let acks_before = consumer.acks().len();
         let result = if pending {
-            driver.flush(position).map(|progress| match progress {
+            driver.flush(None, position).map(|progress| match progress {
                 Progress::Checkpointed(receipt) => Some(receipt),
-                Progress::Pending(_) => None,
+                Progress::Pending(_) | Progress::Covered(_) => None,
             })
         } else {
             let chunk: Vec<_> = (position..position + u64::from(BATCH))

@@ -73,6 +73,8 @@ pub fn run(global: &GlobalArgs, out: &Output, args: DemoArgs) -> Result<()> {
         policy: Policy::PerBatch(args.batch),
         changelog_capacity: 0,
         overflow: OverflowPolicy::DropNew,
+        // The most the component allows: a larger --batch is refused by it, with the reason.
+        max_in_flight: 4096,
     };
     let source = Source::new(args.messages);
     let crash_every_avg = args.crash_every_avg.unwrap_or((args.messages / 20).max(1));

@@ -354,6 +354,7 @@ mod tests {
         progression.restarted(&Resume {
             point: behind.clone(),
             origin: ResumeOrigin::Latest,
+            checkpoint: None,
         });
         assert_eq!(progression.regressions, 1);
 
@@ -362,6 +363,7 @@ mod tests {
         progression.restarted(&Resume {
             point: behind,
             origin: ResumeOrigin::Fresh,
+            checkpoint: None,
         });
         assert_eq!(
             progression.regressions, 2,

@@ -63,7 +63,7 @@ impl Worker {
     pub fn finish(mut self, now_ms: u64) -> Result<(Progress, ResumePoint)> {
         let progress = self
             .driver
-            .flush(now_ms)
+            .flush(None, now_ms)
             .context("flushing the last messages")?;
         Ok((progress, self.cursor()?))
     }

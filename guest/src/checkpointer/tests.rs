@@ -531,3 +531,64 @@ fn a_first_write_racing_resume_point_is_read_as_the_latest_not_as_damage() {
     assert_eq!(resume.point.sequence, 1);
     assert_eq!(resume.point.watermark.offset, 10);
 }
+
+#[test]
+fn recover_acks_acks_the_batch_stored_with_the_latest() {
+    let mut c = open(2);
+    c.consumer_mut().fail_next = 1;
+    let receipt = c.write(&at(1, 10), &ids(&["a", "b"])).unwrap();
+    assert!(matches!(receipt.acks, AckOutcome::Failed(_)));
+    assert_eq!(
+        c.recover_acks("run", "stage").unwrap(),
+        AckOutcome::Acked(2)
+    );
+    assert_eq!(c.consumer_mut().acks, [ids(&["a", "b"])]);
+    // Nothing stored: nothing to ack, no ack call.
+    assert_eq!(
+        c.recover_acks("run", "other").unwrap(),
+        AckOutcome::Acked(0)
+    );
+    assert_eq!(c.consumer_mut().acks.len(), 1);
+}
+
+#[test]
+fn a_replay_with_another_batch_is_still_a_replay() {
+    let mut c = open(1);
+    c.write(&at(1, 10), &ids(&["a"])).unwrap();
+    let receipt = c.write(&at(1, 10), &ids(&["b", "c"])).unwrap();
+    assert!(receipt.replayed);
+    assert_eq!(c.consumer_mut().acks, [ids(&["a"]), ids(&["b", "c"])]);
+}
+
+#[test]
+fn a_batch_beyond_the_ack_recovery_bound_is_invalid_before_any_io() {
+    let mut c = open(1);
+    let batch: Vec<String> = (0..=MAX_ACK_IDS).map(|i| i.to_string()).collect();
+    let err = c.write(&at(1, 10), &batch).unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ref i) if i.field == "batch"),
+        "{err:?}"
+    );
+    let big = vec!["x".repeat(MAX_ACK_ID_BYTES + 1)];
+    assert!(matches!(c.write(&at(1, 10), &big), Err(Error::Invalid(_))));
+    assert!(c.storage_mut().calls.is_empty());
+}
+
+#[test]
+fn resume_gives_the_whole_checkpoint_it_comes_from_even_after_a_fallback() {
+    let mut c = open(3);
+    let mut first = at(1, 10);
+    first.operator_states = vec![crate::model::OperatorState {
+        name: "sum".into(),
+        state: vec![1, 2, 3],
+    }];
+    c.write(&first, &[]).unwrap();
+    c.write(&at(2, 20), &[]).unwrap();
+    c.storage_mut()
+        .set_raw(&keys().latest(), b"damaged".to_vec());
+    c.storage_mut()
+        .set_raw(&keys().history(2), b"damaged".to_vec());
+    let resume = c.resume_point("run", "stage").unwrap();
+    assert!(matches!(resume.origin, ResumeOrigin::Fallback(_)));
+    assert_eq!(resume.checkpoint, Some(first));
+}

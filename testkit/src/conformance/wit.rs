@@ -256,6 +256,7 @@ pub fn driver_options(v: Option<&Value>) -> Res<DriverOptions> {
             "policy",
             "changelog-capacity",
             "overflow",
+            "max-in-flight",
         ],
     )?;
     let policy = match o.get("policy") {
@@ -281,6 +282,7 @@ pub fn driver_options(v: Option<&Value>) -> Res<DriverOptions> {
             "overwrite-oldest" => OverflowPolicy::OverwriteOldest,
             other => return Err(format!("unknown overflow policy {other:?}")),
         },
+        max_in_flight: num(o, "max-in-flight", Some(1024), "u32")?,
     })
 }
 
@@ -383,10 +385,7 @@ pub fn resume_json(r: &Resume) -> Value {
 
 /// `receipt`.
 pub fn receipt_json(r: &Receipt) -> Value {
-    let acks = match &r.acks {
-        AckOutcome::Acked(n) => json!({"acked": dec(n)}),
-        AckOutcome::Failed(m) => json!({"failed": m}),
-    };
+    let acks = ack_json(&r.acks);
     json!({"sequence": dec(r.sequence), "version": dec(r.version), "replayed": r.replayed,
         "pruned": dec(r.pruned), "acks": acks})
 }
@@ -396,13 +395,22 @@ pub fn progress_json(p: &Progress) -> Value {
     match p {
         Progress::Pending(n) => json!({"pending": dec(n)}),
         Progress::Checkpointed(r) => json!({"checkpointed": receipt_json(r)}),
+        Progress::Covered(a) => json!({"covered": ack_json(a)}),
+    }
+}
+
+/// `ack-outcome`.
+pub fn ack_json(a: &AckOutcome) -> Value {
+    match a {
+        AckOutcome::Acked(n) => json!({"acked": dec(n)}),
+        AckOutcome::Failed(m) => json!({"failed": m}),
     }
 }
 
 /// `batch-progress`.
 pub fn batch_json(b: &BatchProgress) -> Value {
     json!({"checkpoints": b.checkpoints.iter().map(receipt_json).collect::<Vec<_>>(),
-        "pending": dec(b.pending)})
+        "pending": dec(b.pending), "covered": dec(b.covered)})
 }
 
 /// `changelog`.
