@@ -315,22 +315,26 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         check_id("run-id", run_id)?;
         check_id("stage", stage)?;
         let keys = self.keys(run_id, stage);
+        // The latest first: the history ends with it even when its retained copy is gone, a
+        // damaged latest fails the call, and copies a concurrent writer adds after this read
+        // (sequences above it) are left out, so the answer is one consistent chain.
+        let Some(latest) = self.read_latest(&keys, &keys.latest())? else {
+            return Ok(Vec::new());
+        };
+        let latest = latest.decoded.checkpoint;
         let retained = self.retained_keys(&keys)?;
-        if retained.is_empty() {
-            return Ok(self
-                .read_latest(&keys, &keys.latest())?
-                .map(|s| s.decoded.checkpoint)
-                .into_iter()
-                .collect());
-        }
-        let mut out = Vec::with_capacity(retained.len());
-        for (_, key) in retained {
+        let mut out = Vec::with_capacity(retained.len() + 1);
+        for (sequence, key) in retained {
+            if sequence >= latest.sequence {
+                break;
+            }
             if let Some((decoded, _)) =
                 self.read_checkpoint(&keys, &key)?.map_err(Error::Corrupt)?
             {
                 out.push(decoded.checkpoint);
             }
         }
+        out.push(latest);
         Ok(out)
     }
 

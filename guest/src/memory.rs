@@ -28,6 +28,11 @@ impl MemoryStorage {
         self.entries.get(key)
     }
 
+    /// Removes a key, as loss from outside would.
+    pub fn remove_raw(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+
     /// Replaces the bytes under an existing or new key, as damage from outside would.
     pub fn set_raw(&mut self, key: &str, value: Vec<u8>) {
         self.last_version += 1;

@@ -592,3 +592,28 @@ fn resume_gives_the_whole_checkpoint_it_comes_from_even_after_a_fallback() {
     assert!(matches!(resume.origin, ResumeOrigin::Fallback(_)));
     assert_eq!(resume.checkpoint, Some(first));
 }
+
+#[test]
+fn history_ends_with_the_latest_even_when_its_retained_copy_is_gone() {
+    let mut c = open(3);
+    for sequence in 1..=3 {
+        c.write(&at(sequence, sequence * 10), &[]).unwrap();
+    }
+    c.storage_mut().remove_raw(&keys().history(3));
+    let sequences: Vec<u64> = c
+        .history("run", "stage")
+        .unwrap()
+        .iter()
+        .map(|c| c.sequence)
+        .collect();
+    assert_eq!(sequences, [1, 2, 3]);
+}
+
+#[test]
+fn history_fails_corrupt_when_the_latest_is_damaged() {
+    let mut c = open(3);
+    c.write(&at(1, 10), &[]).unwrap();
+    c.write(&at(2, 20), &[]).unwrap();
+    c.storage_mut().set_raw(&keys().latest(), b"damaged".to_vec());
+    assert!(matches!(c.history("run", "stage"), Err(Error::Corrupt(_))));
+}
