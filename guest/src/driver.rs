@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::ports::{Consumer, Storage};
 use crate::validate::{MAX_ID_BYTES, check_id};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Largest `max-in-flight`: every message in flight may end up in one checkpoint's batch, whose
 /// ids are stored with it.
@@ -57,7 +57,7 @@ pub struct Driver<S, C> {
     /// Ids whose checkpoint is durable but whose ack failed: acked again with the next one.
     unacked: Vec<String>,
     /// Ids of messages without offset that are taken and not yet durable.
-    in_flight_ids: HashSet<String>,
+    in_flight_ids: BTreeSet<String>,
     /// Ids of checkpointed messages, to recognise redeliveries of messages without offset.
     remembered: Remembered,
     /// The state the next checkpoint carries; `None`: that of the checkpoint resumed from.
@@ -109,7 +109,7 @@ struct Taken {
 #[derive(Default)]
 struct Remembered {
     order: VecDeque<String>,
-    set: HashSet<String>,
+    set: BTreeSet<String>,
 }
 
 impl Remembered {
@@ -201,7 +201,7 @@ impl<S: Storage, C: Consumer> Driver<S, C> {
             released: Vec::new(),
             in_flight_id_bytes: 0,
             unacked,
-            in_flight_ids: HashSet::new(),
+            in_flight_ids: BTreeSet::new(),
             remembered,
             state: None,
             state_changed: false,
