@@ -16,7 +16,7 @@
 #   make clippy     clippy, release, all targets, -D warnings
 #   make fmt-check  rustfmt --check
 #   make fuzz       each cargo-fuzz target for SECONDS seconds (default 60; nightly)
-#   make soak       10,000 crash schedules (CRASH_SCHEDULES=N to change), with figures
+#   make soak       10,000 crash schedules of each driver path (CRASH_SCHEDULES=N to change), with figures
 #   make reliability  one table: conformance, crash schedules, concurrency, fuzzing (FUZZ_SECONDS), bad inputs, violations
 # CARGO_FLAGS is passed to every cargo build/test (CI uses --locked).
 
@@ -94,7 +94,8 @@ test-dist: dist
 test-python: build hostile
 	bash python/run-tests.sh
 
-test-node: build
+# The Node tests load target/hostile.wasm too (node/test/sandbox.test.js).
+test-node: build hostile
 	bash node/run-tests.sh
 
 # Benchmarks (never part of `test`): one table, every figure measured side by side in one run.
@@ -117,7 +118,7 @@ fuzz:
 # reliability figure (set FUZZ_SECONDS=N to include N seconds of fuzzing per target).
 .PHONY: soak reliability
 soak: build hostile
-	CRASH_SCHEDULES=$${CRASH_SCHEDULES:-10000} $(CARGO) test --release $(CARGO_FLAGS) -p checkpoint-host --test crash_schedules -- --nocapture
+	CRASH_SCHEDULES=$${CRASH_SCHEDULES:-10000} $(CARGO) test --release $(CARGO_FLAGS) -p checkpoint-host --test crash_schedules --test crash_schedules_sources -- --nocapture
 
 reliability: build hostile
 	bash scripts/reliability.sh

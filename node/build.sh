@@ -31,19 +31,22 @@ if [ "$(cat node_modules/.ckpt-lock-sha256 2>/dev/null)" != "$lock_hash" ]; then
   echo "$lock_hash" > node_modules/.ckpt-lock-sha256
 fi
 
-# Regenerate when the component, the lockfile (jco version), the patch or this script changed.
-stamp="$(cat "$component" package-lock.json tools/patch-generated.mjs build.sh | sha256sum | cut -d' ' -f1)"
+# Regenerate when the component, the lockfile (jco version), the patch, the sandbox or this script
+# changed.
+stamp="$(cat "$component" package-lock.json tools/patch-generated.mjs tools/sandbox-core.mjs \
+  tools/transpile.mjs build.sh | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$generated/.stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "node/build.sh: jco transpile $component -> node/generated/"
-  rm -rf "$generated.tmp"
-  # --instantiation sync: the generated module exports `instantiate(getCoreModule, imports)`,
-  # so each checkpointer passes its own storage and consumer, and the compiled core modules
-  # are shared. The component imports no WASI, so no shim is mapped and the bindings import
-  # nothing (the package has no runtime dependency). jco's declarations of the raw bindings
-  # (checkpoint.d.ts, interfaces/) are not shipped: test/types-jco.ts checks the package's own
-  # declarations (src/*.d.ts) against them.
-  npx --no-install jco transpile "$component" -o "$generated.tmp" --instantiation sync --quiet
-  node tools/patch-generated.mjs "$generated.tmp/checkpoint.js"
+  # tools/transpile.mjs: jco transpile --instantiation sync (the generated module exports
+  # `instantiate(getCoreModule, imports, instantiateCore)`, so each checkpointer passes its own
+  # storage and consumer, and the compiled core modules are shared), the patches of
+  # tools/patch-generated.mjs, and the sandbox of tools/sandbox-core.mjs (call deadline and
+  # memory limit) in every core module. Any WASI import comes through `imports` too (src/wasi.js
+  # gives it no authority), so no shim is mapped and the bindings import nothing (the package
+  # has no runtime dependency). jco's declarations of the raw bindings (checkpoint.d.ts,
+  # interfaces/) are not shipped: test/types-jco.ts checks the package's own declarations
+  # (src/*.d.ts) against them.
+  node tools/transpile.mjs "$component" "$generated.tmp"
   if grep -qE '^\s*import |\bimport\(|\brequire\(' "$generated.tmp/checkpoint.js"; then
     echo "node/build.sh: the generated bindings import modules; the package declares no dependencies:"
     grep -nE '^\s*import |\bimport\(|\brequire\(' "$generated.tmp/checkpoint.js" | head
@@ -62,6 +65,7 @@ if [ "$(cat "$generated/.stamp" 2>/dev/null)" != "$stamp" ]; then
       sha256: createHash("sha256").update(bytes).digest("hex"),
       bytes: bytes.length,
       jco: JSON.parse(readFileSync("node_modules/@bytecodealliance/jco/package.json", "utf8")).version,
+      sandbox: "call deadline and memory limit in every core module (node/tools/sandbox-core.mjs)",
     }, null, 2) + "\n");
   ' "$component" "$generated.tmp/component.json"
   echo "$stamp" > "$generated.tmp/.stamp"

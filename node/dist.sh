@@ -29,12 +29,13 @@ listing="$(tar tzf "$tarball" | sort)"
 missing=""
 for f in package.json README.md LICENSE src/index.js src/index.d.ts src/faults.js src/faults.d.ts \
   src/checkpointer.d.ts src/errors.d.ts src/storage.d.ts src/consumer.d.ts src/component.js \
-  src/values.js generated/checkpoint.js generated/checkpoint.wasm generated/component.json; do
+  src/values.js src/sources/redis-streams.js src/sources/redis-streams.d.ts \
+  generated/checkpoint.js generated/checkpoint.wasm generated/component.json; do
   grep -qx "package/$f" <<<"$listing" || missing+=" $f"
 done
 grep -q '^package/generated/checkpoint\.core\.wasm$' <<<"$listing" || missing+=" generated/checkpoint.core.wasm"
 [ -z "$missing" ] || { echo "node/dist.sh: $tarball lacks:$missing" >&2; exit 1; }
-stray="$(grep -Ev '^package/(package\.json|README\.md|LICENSE|src/[a-z-]+\.(js|d\.ts)|generated/(checkpoint\.js|checkpoint\.wasm|component\.json|checkpoint\.core[0-9]*\.wasm))$' <<<"$listing" || true)"
+stray="$(grep -Ev '^package/(package\.json|README\.md|LICENSE|src/(sources/)?[a-z-]+\.(js|d\.ts)|generated/(checkpoint\.js|checkpoint\.wasm|component\.json|checkpoint\.core[0-9]*\.wasm))$' <<<"$listing" || true)"
 [ -z "$stray" ] || { echo "node/dist.sh: unexpected files in $tarball:" >&2; echo "$stray" >&2; exit 1; }
 
 # The tarball's component, and the one its bindings were generated from, is the shipped one.

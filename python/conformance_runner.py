@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable
@@ -54,7 +55,10 @@ def value_of(cls: Any, v: Any) -> Any:
         return cls(v)
     if typing.get_origin(cls) is tuple:
         return tuple(value_of(typing.get_args(cls)[0], x) for x in v)
-    if typing.get_origin(cls) is typing.Union:  # a policy: "case" or {"per-batch": "n"}
+    if type(None) in typing.get_args(cls):  # an option (`int | None`): null is none
+        (some,) = [c for c in typing.get_args(cls) if c is not type(None)]
+        return None if v is None else value_of(some, v)
+    if typing.get_origin(cls) in (typing.Union, types.UnionType):  # a policy: "case" or {"per-batch": "n"}
         case, payload = (v, None) if isinstance(v, str) else next(iter(v.items()))
         (c,) = [c for c in typing.get_args(cls) if c.__name__.lower() == case.replace("-", "")]
         return c() if payload is None else c(int(payload))
@@ -67,6 +71,8 @@ def value_of(cls: Any, v: Any) -> Any:
 
 ck = functools.partial(value_of, t.Checkpoint)
 msg = functools.partial(value_of, t.ProcessedMessage)
+source_msg = functools.partial(value_of, t.Message)
+state = functools.partial(value_of, t.StageState | None)
 
 
 # --- pipeline_checkpoint values -> WIT JSON (ints as decimal strings, bytes as lowercase hex)
@@ -76,6 +82,9 @@ VARIANTS: dict[type, tuple[str, Callable[[Any], Any] | None]] = {
     t.AckFailed: ("failed", lambda v: v.message),
     t.Pending: ("pending", lambda v: v.count),
     t.Checkpointed: ("checkpointed", lambda v: v.receipt),
+    t.Covered: ("covered", lambda v: v.acks),
+    t.Admitted: ("admitted", lambda v: v.ticket),
+    t.Backpressure: ("backpressure", lambda v: v.in_flight),
     t.Latest: ("latest", None),
     t.Fresh: ("fresh", None),
     t.Fallback: ("fallback", lambda v: {"skipped": v.skipped}),
@@ -277,6 +286,7 @@ OPS: dict[str, Callable[[Player, Step], Any]] = {
     "resume-point": lambda p, s: p.checkpointer().resume_point(s["run-id"], s["stage"]),
     "history": lambda p, s: p.checkpointer().history(s["run-id"], s["stage"]),
     "delete": lambda p, s: p.checkpointer().delete(s["run-id"], s["stage"]),
+    "recover-acks": lambda p, s: p.checkpointer().recover_acks(s["run-id"], s["stage"]),
     "open-driver": Player.open_driver,
     "record-processed": lambda p, s: p.driver().record_processed(
         msg(s["message"]), int(s["now-ms"])
@@ -284,7 +294,10 @@ OPS: dict[str, Callable[[Player, Step], Any]] = {
     "record-processed-batch": lambda p, s: p.driver().record_processed_batch(
         [msg(m) for m in s["messages"]], int(s["now-ms"])
     ),
-    "flush": lambda p, s: p.driver().flush(int(s["now-ms"])),
+    "begin": lambda p, s: p.driver().begin(source_msg(s["message"])),
+    "complete": lambda p, s: p.driver().complete(int(s["ticket"])),
+    "flush": lambda p, s: p.driver().flush(int(s["now-ms"]), state(s["state"])),
+    "recovered-acks": lambda p, s: p.driver().recovered_acks(),
     "changelog": lambda p, s: p.driver().changelog(),
     "cursor": lambda p, s: p.driver().cursor(),
     "resumed-from": lambda p, s: p.driver().resumed_from(),

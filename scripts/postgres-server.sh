@@ -5,13 +5,23 @@
 #   scripts/postgres-server.sh install      install PostgreSQL (Debian package) when missing
 #   scripts/postgres-server.sh start DIR    start (or find running) the server of DIR; prints its URL
 #   scripts/postgres-server.sh stop DIR     stop the server of DIR (fast shutdown; no error if down)
+#   scripts/postgres-server.sh tls-url DIR  print the URL of the TLS-only test login of DIR
 #
 # `start` prints `postgres://postgres@127.0.0.1:PORT/postgres` as the last (and only) line of
 # stdout; everything else goes to stderr. The first start of DIR runs initdb into DIR/data and
 # picks a free port, saved in DIR/data/port.conf and DIR/port, so a restart of the same DIR
 # gets the same URL and the same data. The server listens on 127.0.0.1 only, its unix socket is
 # in DIR/socket, its log is DIR/server.log, and it is durable (fsync and synchronous_commit on,
-# full_page_writes on). Authentication is `trust`: this is a test server on loopback.
+# full_page_writes on). Authentication is `trust` for the superuser: this is a test server on
+# loopback.
+#
+# TLS on the same port, with a CA and certificates made at the first start
+# (scripts/test-certs.sh, in DIR/tls). pg_hba.conf also has the rules the TLS and least-privilege
+# tests need, matched through two group roles that the first start creates:
+#   - members of ckpt_tls_only log in over TLS only (a plain connection is rejected), with a
+#     client certificate whose CN is their name and a SCRAM password; `ckpt_tls` is one, its
+#     password in DIR/tls/ckpt_tls.password. `tls-url DIR` prints its URL (sslmode=verify-full);
+#   - members of ckpt_password_login log in with a SCRAM password (the tests' restricted roles).
 #
 # initdb and postgres refuse to run as root; as root the script runs them as the `postgres`
 # system user that the Debian package creates, and hands DIR to that user.
@@ -23,9 +33,11 @@ START_WAIT_SECONDS=60
 # The server-side user, and the database the URL names (both created by initdb).
 SUPERUSER=postgres
 DATABASE=postgres
+# The TLS-only login the first start creates (its client certificate's CN).
+TLS_ROLE=ckpt_tls
 
 usage() {
-    echo "usage: $0 install | start DIR | stop DIR" >&2
+    echo "usage: $0 install | start DIR | stop DIR | tls-url DIR" >&2
     exit 2
 }
 
@@ -99,6 +111,8 @@ init_cluster() {
     if [[ -n $sockets ]]; then
         as_server_user mkdir -p "$sockets"
     fi
+    make_certs "$dir"
+    write_hba "$dir"
     # Appended last, so these win over initdb's defaults.
     as_server_user tee -a "$dir/data/postgresql.conf" >/dev/null <<EOF
 
@@ -110,6 +124,10 @@ synchronous_commit = on
 full_page_writes = on
 max_connections = 200
 logging_collector = off
+ssl = on
+ssl_cert_file = '$dir/tls/server.crt'
+ssl_key_file = '$dir/tls/server.key'
+ssl_ca_file = '$dir/tls/ca.crt'
 # The port, chosen once at the first start (this script rewrites only that file).
 include 'port.conf'
 EOF
@@ -119,6 +137,62 @@ set_port() {
     local dir=$1 port=$2
     as_server_user tee "$dir/data/port.conf" >/dev/null <<<"port = $port"
     echo "$port" >"$dir/port"
+}
+
+# DIR/tls: the CA and certificates; the server's key must belong to the server's user.
+make_certs() {
+    local dir=$1
+    bash "$(dirname "${BASH_SOURCE[0]}")/test-certs.sh" "$dir/tls" "$TLS_ROLE"
+    if [[ $(id -u) == 0 ]]; then
+        chown postgres: "$dir/tls/server.key"
+    fi
+    if [[ ! -f $dir/tls/$TLS_ROLE.password ]]; then
+        (umask 077 && openssl rand -hex 16 >"$dir/tls/$TLS_ROLE.password")
+    fi
+}
+
+# Who may log in how (first match wins); see the header.
+write_hba() {
+    local dir=$1
+    as_server_user tee "$dir/data/pg_hba.conf" >/dev/null <<EOF
+# Written by scripts/postgres-server.sh at the first start of this directory.
+local     all  all                  trust
+hostnossl all  +ckpt_tls_only       127.0.0.1/32  reject
+hostssl   all  +ckpt_tls_only       127.0.0.1/32  scram-sha-256 clientcert=verify-full
+host      all  +ckpt_password_login 127.0.0.1/32  scram-sha-256
+host      all  all                  127.0.0.1/32  trust
+host      all  all                  ::1/128       trust
+EOF
+}
+
+# The roles the rules above name, made once after the first start.
+create_roles() {
+    local dir=$1 bindir=$2 port=$3 password
+    password=$(<"$dir/tls/$TLS_ROLE.password")
+    "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U "$SUPERUSER" \
+        -d "$DATABASE" >&2 <<EOF
+CREATE ROLE ckpt_password_login NOLOGIN;
+CREATE ROLE ckpt_tls_only NOLOGIN;
+CREATE ROLE $TLS_ROLE LOGIN PASSWORD '$password' IN ROLE ckpt_tls_only;
+EOF
+}
+
+# %-escapes what would end a URL parameter early.
+escape() {
+    local s=$1
+    s=${s//\%/%25}; s=${s// /%20}; s=${s//\&/%26}; s=${s//\#/%23}; s=${s//\?/%3F}
+    echo "$s"
+}
+
+# The URL of the TLS-only login: verify-full against the test CA, with client certificate
+# and a password file.
+tls_url() {
+    local dir port tls
+    dir=$(cd "$1" && pwd)
+    [[ -f $dir/port && -f $dir/tls/ca.crt ]] || die "no TLS test server in $dir (start it first)"
+    port=$(<"$dir/port")
+    tls=$(escape "$dir/tls")
+    echo "postgres://$TLS_ROLE@127.0.0.1:$port/$DATABASE?sslmode=verify-full&sslrootcert=$tls/ca.crt&sslcert=$tls/client.crt&sslkey=$tls/client.key&password_file=$tls/$TLS_ROLE.password"
 }
 
 # pg_ctl prints to stdout; this script keeps stdout for the URL.
@@ -181,6 +255,7 @@ start() {
         set_port "$dir" "$port"
         as_server_user tee "$dir/server.log" </dev/null >/dev/null
         if pg_ctl_start "$dir" "$bindir" && wait_ready "$dir" "$bindir" "$port"; then
+            create_roles "$dir" "$bindir" "$port" || die "could not create the test roles"
             log "started on port $port (data in $dir/data)"
             url "$port"
             return
@@ -209,5 +284,6 @@ case ${1:-} in
     install) [[ $# == 1 ]] || usage; install_postgres ;;
     start) [[ $# == 2 ]] || usage; start "$2" ;;
     stop) [[ $# == 2 ]] || usage; stop "$2" ;;
+    tls-url) [[ $# == 2 ]] || usage; tls_url "$2" ;;
     *) usage ;;
 esac

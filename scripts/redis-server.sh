@@ -4,6 +4,7 @@
 #   scripts/redis-server.sh install      install redis-server (Debian package) when missing
 #   scripts/redis-server.sh start DIR    start (or find running) the server of DIR; prints its URL
 #   scripts/redis-server.sh stop DIR     stop the server of DIR (waits until it is gone)
+#   scripts/redis-server.sh tls-url DIR  print the rediss:// URL of DIR's TLS-only port
 #
 # `start` prints `redis://127.0.0.1:PORT/` as the last (and only) line of stdout; everything
 # else goes to stderr. The port is chosen at the first start of DIR and saved in DIR/redis.conf,
@@ -11,6 +12,11 @@
 # way the store's `durability=strict` requires: appendonly yes, appendfsync always (every
 # acknowledged write is in the AOF and fsynced). Protected mode stays on and it binds
 # 127.0.0.1 only. The Debian package's own service (port 6379) is never used.
+#
+# The same server also listens on a second, TLS-only port (`tls-port`, saved in DIR/redis.conf),
+# with a CA and certificates made at the first start (scripts/test-certs.sh, in DIR/tls); it
+# requires a client certificate signed by that CA. `tls-url DIR` prints its URL, with the CA,
+# client certificate and key as the store's parameters.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -18,7 +24,7 @@ set -euo pipefail
 WAIT_TENTHS=300
 
 usage() {
-    echo "usage: $0 install | start DIR | stop DIR" >&2
+    echo "usage: $0 install | start DIR | stop DIR | tls-url DIR" >&2
     exit 2
 }
 
@@ -64,8 +70,29 @@ conf_port() {
     awk '$1 == "port" {print $2}' "$1/redis.conf"
 }
 
+conf_tls_port() {
+    awk '$1 == "tls-port" {print $2}' "$1/redis.conf"
+}
+
+# %-escapes what would end a URL parameter early.
+escape() {
+    local s=$1
+    s=${s//\%/%25}; s=${s// /%20}; s=${s//\&/%26}; s=${s//\#/%23}; s=${s//\?/%3F}
+    echo "$s"
+}
+
+tls_url() {
+    local dir tls_port tls
+    dir=$(cd "$1" && pwd)
+    [[ -f $dir/redis.conf && -f $dir/tls/ca.crt ]] || die "no TLS test server in $dir (start it first)"
+    tls_port=$(conf_tls_port "$dir")
+    [[ $tls_port =~ ^[0-9]+$ ]] || die "$dir/redis.conf names no tls-port"
+    tls=$(escape "$dir/tls")
+    echo "rediss://127.0.0.1:$tls_port/?tls_ca_file=$tls/ca.crt&tls_cert_file=$tls/client.crt&tls_key_file=$tls/client.key"
+}
+
 write_conf() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 tls_port=$3
     # Quoted paths: Redis's config parser accepts "..." strings, so spaces are fine.
     cat >"$dir/redis.conf" <<EOF
 # Written by scripts/redis-server.sh at the first start of this directory.
@@ -82,6 +109,12 @@ appendfsync always
 save ""
 # Checkpoints are never evicted: a full server refuses writes instead.
 maxmemory-policy noeviction
+# TLS only on this second port; clients must show a certificate the test CA signed.
+tls-port $tls_port
+tls-cert-file "$dir/tls/server.crt"
+tls-key-file "$dir/tls/server.key"
+tls-ca-cert-file "$dir/tls/ca.crt"
+tls-auth-clients yes
 EOF
 }
 
@@ -90,7 +123,7 @@ ping() {
 }
 
 start() {
-    local dir=$1 port pid tries
+    local dir=$1 port tls_port pid tries
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     install_redis
@@ -107,9 +140,12 @@ start() {
         redis-server "$dir/redis.conf" >&2 || die "redis-server did not start; log: $dir/redis.log"
     else
         # A port can be taken between the check and the bind; then try another one.
+        bash "$(dirname "${BASH_SOURCE[0]}")/test-certs.sh" "$dir/tls" ckpt_tls
         for ((tries = 0; ; tries++)); do
             port=$(pick_port)
-            write_conf "$dir" "$port"
+            tls_port=$(pick_port)
+            [[ $tls_port != "$port" ]] || continue
+            write_conf "$dir" "$port" "$tls_port"
             : >"$dir/redis.log"
             if redis-server "$dir/redis.conf" >&2 && wait_started "$dir" "$port" quiet; then
                 log "started on port $port (data in $dir)"
@@ -178,5 +214,6 @@ case ${1:-} in
     install) [[ $# == 1 ]] || usage; install_redis ;;
     start) [[ $# == 2 ]] || usage; start "$2" ;;
     stop) [[ $# == 2 ]] || usage; stop "$2" ;;
+    tls-url) [[ $# == 2 ]] || usage; tls_url "$2" ;;
     *) usage ;;
 esac

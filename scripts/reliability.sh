@@ -21,11 +21,12 @@ trap 'rm -f "$log"' EXIT
 status=0
 CRASH_SCHEDULES=$schedules bash scripts/with-test-servers.sh \
     cargo test --release ${CKPT_CARGO_FLAGS:-} -p checkpoint-host --test conformance \
-    --test crash_schedules --test concurrency --test many_processes --test server_faults \
+    --test crash_schedules --test crash_schedules_sources --test concurrency --test many_processes --test server_faults \
     -- --nocapture >"$log" 2>&1 || status=$?
 
 conformance=$(grep -m1 '^conformance:' "$log" || echo 'conformance: not run')
 crash=$(grep -m1 '^crash schedules:' "$log" || echo 'crash schedules: not run')
+sources=$(grep -m1 '^crash schedules (sources):' "$log" || echo 'crash schedules (sources): not run')
 concurrency=$(grep -m1 '^concurrency:' "$log" || echo 'concurrency: not run')
 
 fuzz='not run (FUZZ_SECONDS=0)'
@@ -46,6 +47,8 @@ per_backend=$(sed -nE 's/.*\(([0-9]+) cases x ([0-9]+) backends.*/\1 cases on ea
 bad_inputs=$(sed -nE 's/.* ([0-9]+) bad inputs answered.*/\1/p' <<<"$conformance")
 crash_run=$(sed -nE 's/^crash schedules: ([0-9]+) run, ([0-9]+) crashes, ([0-9]+) violations.*/\1 schedules, \2 crashes/p' <<<"$crash")
 crash_violations=$(sed -nE 's/.* ([0-9]+) violations.*/\1/p' <<<"$crash")
+sources_run=$(sed -nE 's/^crash schedules \(sources\): ([0-9]+) run, ([0-9]+) crashes, ([0-9]+) transient faults, ([0-9]+) messages, ([0-9]+) redeliveries.*/\1 schedules, \2 crashes, \3 transient faults, \4 messages, \5 redeliveries/p' <<<"$sources")
+sources_violations=$(sed -nE 's/.* ([0-9]+) violations.*/\1/p' <<<"$sources")
 rounds=$(sed -nE 's/^concurrency: ([0-9]+) rounds, ([0-9]+) lost updates.*/\1 rounds of 2-8 writers + 4 writer processes per store/p' <<<"$concurrency")
 lost=$(sed -nE 's/.* ([0-9]+) lost updates.*/\1/p' <<<"$concurrency")
 # One line per store: "many-processes B: ... kills K, ... fenced F exits ..., lost L, regressions R".
@@ -57,13 +60,14 @@ printf '\n%-22s %s\n' "check" "result"
 printf '%-22s %s\n' "----------------------" "------------------------------------------------------------"
 printf '%-22s %s\n' "conformance" "${passed:-?} passed; ${per_backend:-?}"
 printf '%-22s %s\n' "crash schedules" "${crash_run:-?}"
+printf '%-22s %s\n' "redelivering sources" "${sources_run:-?} (exactly-once state and output)"
 printf '%-22s %s\n' "concurrency" "${rounds:-?}"
 printf '%-22s %s\n' "killed processes" "${processes:-?}"
 printf '%-22s %s\n' "server outages" "${outages:-?}"
 printf '%-22s %s\n' "fuzzing" "$fuzz"
 printf '%-22s %s\n' "bad inputs" "${bad_inputs:-?} answered with a named error (no panic, trap or silent success)"
-violations=$(( ${crash_violations:-1} + ${lost:-1} + ${process_damage:-1} ))
-printf '%-22s %s\n' "violations" "$violations (crash-schedule violations + lost updates + losses and regressions of killed processes)"
+violations=$(( ${crash_violations:-1} + ${sources_violations:-1} + ${lost:-1} + ${process_damage:-1} ))
+printf '%-22s %s\n' "violations" "$violations (crash-schedule violations of both driver paths + lost updates + losses and regressions of killed processes)"
 if ((status != 0 || violations != 0)); then
     echo "reliability: FAILED (test exit $status); log follows" >&2
     cat "$log" >&2

@@ -5,7 +5,10 @@
 #
 # Each server gets a free port and a data directory in a fresh directory under
 # target/test-servers/ (one per run, removed at the end, so runs side by side never meet);
-# the command sees their URLs in CKPT_TEST_POSTGRES_URL and CKPT_TEST_REDIS_URL.
+# the command sees their URLs in CKPT_TEST_POSTGRES_URL and CKPT_TEST_REDIS_URL (superuser and
+# default user, plain TCP), and the URLs of their TLS-only logins (verify-full against a CA made
+# for this run, with client certificates) in CKPT_TEST_POSTGRES_TLS_URL and
+# CKPT_TEST_REDIS_TLS_URL.
 # The servers are installed from Debian packages when missing (scripts/{postgres,redis}-server.sh).
 #
 # CKPT_SKIP_SERVER_TESTS=1 starts no server: the server tests then skip, loudly. CI (CI=1)
@@ -37,7 +40,10 @@ trap stop_all EXIT
 
 CKPT_TEST_POSTGRES_URL="$(bash scripts/postgres-server.sh start "$root/postgres")"
 CKPT_TEST_REDIS_URL="$(bash scripts/redis-server.sh start "$root/redis")"
-export CKPT_TEST_POSTGRES_URL CKPT_TEST_REDIS_URL
+CKPT_TEST_POSTGRES_TLS_URL="$(bash scripts/postgres-server.sh tls-url "$root/postgres")"
+CKPT_TEST_REDIS_TLS_URL="$(bash scripts/redis-server.sh tls-url "$root/redis")"
+export CKPT_TEST_POSTGRES_URL CKPT_TEST_REDIS_URL CKPT_TEST_POSTGRES_TLS_URL CKPT_TEST_REDIS_TLS_URL
 echo "with-test-servers: PostgreSQL at $CKPT_TEST_POSTGRES_URL, Redis at $CKPT_TEST_REDIS_URL" >&2
+echo "with-test-servers: over TLS: $CKPT_TEST_POSTGRES_TLS_URL, $CKPT_TEST_REDIS_TLS_URL" >&2
 
 "$@"

@@ -14,11 +14,14 @@ use std::fs::{File, OpenOptions};
 use std::hint::black_box;
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use checkpoint_guest::model as native;
 use checkpoint_host::consumer::NullConsumer;
-use checkpoint_host::storage::{MemoryStorage, SqliteStorage, Storage};
+use checkpoint_host::storage::{
+    MemoryStorage, PostgresStorage, SqliteOptions, SqliteStorage, Storage,
+};
 use checkpoint_host::{
     Checkpoint, Checkpointer, Codec, DriverOptions, OperatorState, Options, OverflowPolicy, Policy,
     ProcessedMessage, Runtime, RuntimeConfig, SinkPosition, SourcePosition, Watermark, Write,
@@ -74,7 +77,19 @@ fn main() -> BenchResult<()> {
         eprintln!("[bench] P6 write cost vs store size and stage count ...");
         p6_scaling(&runtime, dir.path(), n(300), &mut table)?;
     }
+    if run("P7") {
+        eprintln!("[bench] P7 group commit: 64 stages on one file vs one stage alone ...");
+        p7_group_commit(&runtime, dir.path(), scale, &mut table)?;
+    }
+    if run("big") {
+        eprintln!("[bench] 16 MiB operator state on SQLite vs raw write + fdatasync ...");
+        big_state(&config, dir.path(), n(12), &mut table)?;
+    }
     drop(runtime);
+    if run("P6") {
+        eprintln!("[bench] P6 1,000 concurrent stages on one SQLite file ...");
+        p6_thousand_stages(&config, dir.path(), scale, &mut table)?;
+    }
     if run("mem") {
         eprintln!("[bench] memory: linear memory, RSS with 1,000 live instances ...");
         memory(&config, &mut table)?;
@@ -334,9 +349,13 @@ type NativeCheckpointer =
     checkpoint_guest::Checkpointer<checkpoint_guest::MemoryStorage, NativeNullConsumer>;
 
 fn open_sqlite(runtime: &Runtime, path: &Path, max_retained: u32) -> BenchResult<Checkpointer> {
+    let o = SqliteOptions {
+        group_commit: std::env::var("TMP_UNGROUPED").is_err(),
+        ..SqliteOptions::default()
+    };
     Ok(Checkpointer::open_in(
         runtime,
-        Box::new(SqliteStorage::open(path)?),
+        Box::new(SqliteStorage::open_with(path, &o)?),
         Box::new(NullConsumer),
         &options(max_retained),
     )?)
@@ -1104,4 +1123,493 @@ fn memory(config: &RuntimeConfig, table: &mut Table) -> BenchResult<()> {
         "-".into(),
     );
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// P7: group commit. Many stages writing at once on one SQLite file vs one stage alone.
+
+/// Stages writing concurrently in P7.
+const P7_STAGES: usize = 64;
+
+/// One phase of concurrent writers: every checkpointer writes `writes` checkpoints of its own
+/// stage, all released at once; returns (durable checkpoints per second over the phase, every
+/// write's latency).
+fn concurrent_writes(
+    checkpointers: &mut [(Checkpointer, String, u64)],
+    writes: usize,
+) -> BenchResult<(f64, Vec<f64>)> {
+    let barrier = Barrier::new(checkpointers.len() + 1);
+    let (elapsed, latencies) = std::thread::scope(|scope| -> BenchResult<(Duration, Vec<f64>)> {
+        let threads: Vec<_> = checkpointers
+            .iter_mut()
+            .map(|(checkpointer, stage, sequence)| {
+                let barrier = &barrier;
+                scope.spawn(move || -> Result<Vec<f64>, String> {
+                    let checkpoints: Vec<Checkpoint> = (1..=writes as u64)
+                        .map(|i| small_checkpoint(stage, *sequence + i))
+                        .collect();
+                    let mut latencies = Vec::with_capacity(writes);
+                    barrier.wait();
+                    for checkpoint in &checkpoints {
+                        let start = Instant::now();
+                        checkpointer
+                            .write(checkpoint, &batch_of_one(checkpoint.sequence))
+                            .map_err(|e| e.to_string())?;
+                        latencies.push(nanos(start.elapsed()));
+                    }
+                    *sequence += writes as u64;
+                    Ok(latencies)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let mut all = Vec::new();
+        for thread in threads {
+            all.extend(thread.join().map_err(|_| "writer thread panicked")??);
+        }
+        Ok((start.elapsed(), all))
+    })?;
+    Ok((latencies.len() as f64 / elapsed.as_secs_f64(), latencies))
+}
+
+/// What one configuration of P7 gave over all its rounds.
+#[derive(Default)]
+struct Throughput {
+    writes: usize,
+    seconds: f64,
+    latencies: Vec<f64>,
+}
+
+impl Throughput {
+    fn add(&mut self, per_second: f64, latencies: Vec<f64>) {
+        self.seconds += latencies.len() as f64 / per_second;
+        self.writes += latencies.len();
+        self.latencies.extend(latencies);
+    }
+    fn rate(&self) -> f64 {
+        self.writes as f64 / self.seconds
+    }
+    fn samples(&self) -> Samples {
+        Samples(self.latencies.clone())
+    }
+}
+
+fn open_stages(
+    runtime: &Runtime,
+    stages: usize,
+    prefix: &str,
+    open: impl Fn() -> BenchResult<Box<dyn Storage>>,
+) -> BenchResult<Vec<(Checkpointer, String, u64)>> {
+    (0..stages)
+        .map(|i| {
+            let checkpointer =
+                Checkpointer::open_in(runtime, open()?, Box::new(NullConsumer), &options(3))?;
+            Ok((checkpointer, format!("{prefix}{i}"), 0))
+        })
+        .collect()
+}
+
+/// Rounds of: one stage alone, then the many stages grouped, then (SQLite only) the many
+/// stages each committing alone, so that all three see the disk in the same minutes.
+fn p7_rounds(
+    single: &mut [(Checkpointer, String, u64)],
+    grouped: &mut [(Checkpointer, String, u64)],
+    mut alone: Option<&mut [(Checkpointer, String, u64)]>,
+    rounds: usize,
+    single_writes: usize,
+    many_writes: usize,
+) -> BenchResult<[Throughput; 3]> {
+    let mut out: [Throughput; 3] = Default::default();
+    // Round 0 warms up (and moves the WAL past its first growth).
+    for round in 0..=rounds {
+        let (rate, latencies) = concurrent_writes(single, single_writes)?;
+        if round > 0 {
+            out[0].add(rate, latencies);
+        }
+        let (rate, latencies) = concurrent_writes(grouped, many_writes)?;
+        if round > 0 {
+            out[1].add(rate, latencies);
+        }
+        if let Some(alone) = alone.as_deref_mut() {
+            let (rate, latencies) = concurrent_writes(alone, (many_writes / 8).max(2))?;
+            if round > 0 {
+                out[2].add(rate, latencies);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn p7_group_commit(
+    runtime: &Runtime,
+    dir: &Path,
+    scale: f64,
+    table: &mut Table,
+) -> BenchResult<()> {
+    let rounds = ((4.0 * scale).ceil() as usize).max(1);
+    let single_writes = ((300.0 * scale).ceil() as usize).max(20);
+    let many_writes = ((60.0 * scale).ceil() as usize).max(8);
+    let path = dir.join("p7.db");
+    let grouped_store =
+        || -> BenchResult<Box<dyn Storage>> { Ok(Box::new(SqliteStorage::open(&path)?)) };
+    let alone_store = || -> BenchResult<Box<dyn Storage>> {
+        let options = SqliteOptions {
+            group_commit: false,
+            ..SqliteOptions::default()
+        };
+        Ok(Box::new(SqliteStorage::open_with(&path, &options)?))
+    };
+    let mut single = open_stages(runtime, 1, "p7-solo-", grouped_store)?;
+    let mut grouped = open_stages(runtime, P7_STAGES, "p7-", grouped_store)?;
+    let mut alone = open_stages(runtime, P7_STAGES, "p7-alone-", alone_store)?;
+    let stats_before = SqliteStorage::open(&path)?
+        .group_commit_stats()
+        .unwrap_or_default();
+    let [one, many, ungrouped] = p7_rounds(
+        &mut single,
+        &mut grouped,
+        Some(&mut alone),
+        rounds,
+        single_writes,
+        many_writes,
+    )?;
+    let stats = SqliteStorage::open(&path)?
+        .group_commit_stats()
+        .unwrap_or_default();
+    let batches_per_sync = (stats.commits - stats_before.commits) as f64
+        / (stats.groups - stats_before.groups).max(1) as f64;
+    p7_rows(table, "SQLite", &one, &many, Some(batches_per_sync));
+    let (one_s, alone_s) = (one.samples(), ungrouped.samples());
+    table.row(
+        "P7",
+        &format!(
+            "  before: {P7_STAGES} SQLite stages, each commit alone (group_commit off) [{}]",
+            alone_s.len()
+        ),
+        format!("{}/s, p99 {}", rate(ungrouped.rate()), us(alone_s.p99())),
+        format!("1 stage {}/s, p99 {}", rate(one.rate()), us(one_s.p99())),
+        format!(
+            "{:.2}x the rate, p99 {:.1}x (no target)",
+            ungrouped.rate() / one.rate(),
+            alone_s.p99() / one_s.p99()
+        ),
+    );
+    drop((single, grouped, alone));
+
+    // PostgreSQL, when a server is given (scripts/bench.sh starts one): the server shares one
+    // WAL flush among the transactions that commit while it runs; each stage has a session of
+    // its own from one pool.
+    match std::env::var("CKPT_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => {
+            let url = checkpoint_testkit::servers::fresh_store_url(
+                checkpoint_testkit::servers::ServerKind::Postgres,
+                &url,
+                "bench_p7",
+            );
+            let url = checkpoint_testkit::servers::with_params(
+                &url,
+                &[("pool_size", &P7_STAGES.to_string())],
+            );
+            let store = PostgresStorage::open(&url)?;
+            let pg = || -> BenchResult<Box<dyn Storage>> { Ok(Box::new(store.clone())) };
+            let mut single = open_stages(runtime, 1, "p7-solo-", pg)?;
+            let mut grouped = open_stages(runtime, P7_STAGES, "p7-", pg)?;
+            let [one, many, _] = p7_rounds(
+                &mut single,
+                &mut grouped,
+                None,
+                rounds,
+                single_writes,
+                many_writes,
+            )?;
+            p7_rows(table, "PostgreSQL", &one, &many, None);
+        }
+        _ => table.row(
+            "P7",
+            "PostgreSQL: not measured (no server: CKPT_TEST_POSTGRES_URL unset)",
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ),
+    }
+    Ok(())
+}
+
+fn p7_rows(
+    table: &mut Table,
+    store: &str,
+    one: &Throughput,
+    many: &Throughput,
+    batches_per_sync: Option<f64>,
+) {
+    let (one_s, many_s) = (one.samples(), many.samples());
+    table.row(
+        "P7",
+        &format!(
+            "{store}: {P7_STAGES} stages writing at once, durable checkpoints/s [{} writes]",
+            many.writes
+        ),
+        format!("{}/s", rate(many.rate())),
+        format!("1 stage alone {}/s [{}]", rate(one.rate()), one.writes),
+        verdict(many.rate() / one.rate(), 10.0, false),
+    );
+    table.row(
+        "P7",
+        &format!(
+            "{store}: {P7_STAGES} stages, latency per write p50 (p99){}",
+            batches_per_sync.map_or(String::new(), |b| format!(", {b:.1} commits per sync"))
+        ),
+        format!("{} ({})", us(many_s.p50()), us(many_s.p99())),
+        format!("1 stage {} ({})", us(one_s.p50()), us(one_s.p99())),
+        format!("p99 {}", verdict(many_s.p99() / one_s.p99(), 3.0, true)),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// P6 at 1,000 stages: memory per live SQLite checkpointer, and durable checkpoints/s when all
+// of them write at once (group commit).
+
+const THOUSAND: usize = 1000;
+
+fn p6_thousand_stages(
+    config: &RuntimeConfig,
+    dir: &Path,
+    scale: f64,
+    table: &mut Table,
+) -> BenchResult<()> {
+    let runtime = Runtime::new(RuntimeConfig {
+        max_instances: THOUSAND as u32 + 2,
+        ..config.clone()
+    })?;
+    let path = dir.join("p6-1000.db");
+    let open = || -> BenchResult<Box<dyn Storage>> { Ok(Box::new(SqliteStorage::open(&path)?)) };
+    // One checkpointer first, so the runtime's and SQLite's own memory is counted before the
+    // baseline; it is the lone stage of the comparison.
+    let mut single = open_stages(&runtime, 1, "p6-solo-", open)?;
+    concurrent_writes(&mut single, 5)?;
+    let before = rss_bytes();
+    let mut stages = open_stages(&runtime, THOUSAND, "p6-k-", open)?;
+    for (checkpointer, stage, sequence) in &mut stages {
+        *sequence += 1;
+        checkpointer.write(
+            &small_checkpoint(stage, *sequence),
+            &batch_of_one(*sequence),
+        )?;
+        checkpointer.get("bench-run", stage)?;
+    }
+    let after = rss_bytes();
+    let per = after.saturating_sub(before) as f64 / THOUSAND as f64;
+    table.row(
+        "P6",
+        &format!("host RSS with {THOUSAND} live SQLite checkpointers (each wrote once)"),
+        format!("{:.1} MiB", after as f64 / f64::from(1 << 20)),
+        format!(
+            "+{:.1} MiB for them",
+            after.saturating_sub(before) as f64 / f64::from(1 << 20)
+        ),
+        format!("{:.0} KiB per live checkpointer", per / 1024.0),
+    );
+    let rounds = ((2.0 * scale).ceil() as usize).max(1);
+    let writes = ((5.0 * scale).ceil() as usize).max(2);
+    let stats_before = SqliteStorage::open(&path)?
+        .group_commit_stats()
+        .unwrap_or_default();
+    let (mut one, mut many) = (Throughput::default(), Throughput::default());
+    for round in 0..=rounds {
+        let (r, l) = concurrent_writes(&mut single, 200)?;
+        if round > 0 {
+            one.add(r, l);
+        }
+        let (r, l) = concurrent_writes(&mut stages, writes)?;
+        if round > 0 {
+            many.add(r, l);
+        }
+    }
+    let stats = SqliteStorage::open(&path)?
+        .group_commit_stats()
+        .unwrap_or_default();
+    let (one_s, many_s) = (one.samples(), many.samples());
+    table.row(
+        "P6",
+        &format!(
+            "{THOUSAND} stages writing at once on one SQLite file (group commit), p50 (p99) [{}]",
+            many.writes
+        ),
+        format!(
+            "{}/s, {} ({})",
+            rate(many.rate()),
+            us(many_s.p50()),
+            us(many_s.p99())
+        ),
+        format!(
+            "1 stage {}/s, {} ({})",
+            rate(one.rate()),
+            us(one_s.p50()),
+            us(one_s.p99())
+        ),
+        format!(
+            "{:.1}x the rate, {:.0} commits per sync",
+            many.rate() / one.rate(),
+            (stats.commits - stats_before.commits) as f64
+                / (stats.groups - stats_before.groups).max(1) as f64
+        ),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A 16 MiB operator state: a durable write on SQLite vs a raw write + fdatasync of its bytes
+
+fn big_state(
+    config: &RuntimeConfig,
+    dir: &Path,
+    samples: usize,
+    table: &mut Table,
+) -> BenchResult<()> {
+    const STATE: usize = 16 << 20;
+    // A write holds the new checkpoint, its encoding and the stored latest it checks against:
+    // more than the default 64 MiB of linear memory at this size.
+    let runtime = &Runtime::new(RuntimeConfig {
+        max_memory_bytes: 256 << 20,
+        max_instances: 4,
+        ..config.clone()
+    })?;
+    let options = Options {
+        namespace: "bench".into(),
+        max_retained: 1,
+        max_checkpoint_bytes: 20 << 20,
+    };
+    let timings = Arc::new(Mutex::new(StoreTimes::default()));
+    let mut checkpointer = Checkpointer::open_in(
+        runtime,
+        Box::new(TimedStorage {
+            inner: SqliteStorage::open(dir.join("big.db"))?,
+            times: Arc::clone(&timings),
+        }),
+        Box::new(NullConsumer),
+        &options,
+    )?;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let state: Vec<u8> = (0..STATE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut raw = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(dir.join("big-raw.bin"))?;
+    let (mut sqlite, mut baseline) = (Vec::new(), Vec::new());
+    let (mut gets, mut commits) = (Vec::new(), Vec::new());
+    let mut encoded_len = 0;
+    for sequence in 1..=(samples + 2) as u64 {
+        let mut checkpoint = small_checkpoint("big", sequence);
+        let mut state = state.clone();
+        state[..8].copy_from_slice(&sequence.to_le_bytes());
+        checkpoint.operator_states = vec![OperatorState {
+            name: "window".into(),
+            state,
+        }];
+        let bytes = checkpoint_guest::codec::encode(&to_native(&checkpoint))?;
+        encoded_len = bytes.len();
+        *timings.lock().map_err(|_| "poisoned")? = StoreTimes::default();
+        let start = Instant::now();
+        checkpointer.write(&checkpoint, &batch_of_one(sequence))?;
+        let write = nanos(start.elapsed());
+        let store = *timings.lock().map_err(|_| "poisoned")?;
+        // The same bytes over the same place of a file that already holds a copy: the
+        // cheapest durable write of them (no allocation of new blocks).
+        let start = Instant::now();
+        std::os::unix::fs::FileExt::write_all_at(&raw, &bytes, 0)?;
+        raw.sync_data()?;
+        let plain = nanos(start.elapsed());
+        // Two warm-ups: the first write creates the rows and the raw file's blocks.
+        if sequence > 2 {
+            sqlite.push(write);
+            baseline.push(plain);
+            gets.push(store.get);
+            commits.push(store.commit);
+        }
+    }
+    raw.flush()?;
+    let (sqlite, baseline) = (Samples(sqlite), Samples(baseline));
+    let (gets, commits) = (Samples(gets), Samples(commits));
+    table.row(
+        "big",
+        &format!(
+            "durable write of a 16 MiB operator state ({encoded_len} B), SQLite, p50 (p99) [{}]",
+            sqlite.len()
+        ),
+        format!("{} ({})", ms(sqlite.p50()), ms(sqlite.p99())),
+        format!(
+            "raw write+fdatasync {} ({})",
+            ms(baseline.p50()),
+            ms(baseline.p99())
+        ),
+        format!(
+            "{:.2}x ({:.0} MB/s vs {:.0} MB/s; no target)",
+            sqlite.p50() / baseline.p50(),
+            encoded_len as f64 / sqlite.p50() * 1e3,
+            encoded_len as f64 / baseline.p50() * 1e3
+        ),
+    );
+    table.row(
+        "big",
+        "  of which: the store's get of the stored latest | its commit, p50",
+        format!("{} | {}", ms(gets.p50()), ms(commits.p50())),
+        format!(
+            "the component's share {}",
+            ms(sqlite.p50() - gets.p50() - commits.p50())
+        ),
+        "(encode, decode of the stored latest, copies across the boundary)".into(),
+    );
+    Ok(())
+}
+
+/// Time spent in the store's calls during one write.
+#[derive(Clone, Copy, Default)]
+struct StoreTimes {
+    get: f64,
+    commit: f64,
+}
+
+/// A store that adds the time of each call to `times`.
+struct TimedStorage<S> {
+    inner: S,
+    times: Arc<Mutex<StoreTimes>>,
+}
+
+impl<S: Storage> Storage for TimedStorage<S> {
+    fn get(&mut self, key: &str) -> Result<checkpoint_host::Lookup, checkpoint_host::StorageError> {
+        let start = Instant::now();
+        let out = self.inner.get(key);
+        if let Ok(mut t) = self.times.lock() {
+            t.get += nanos(start.elapsed());
+        }
+        out
+    }
+    fn commit(
+        &mut self,
+        writes: Vec<Write>,
+    ) -> Result<checkpoint_host::CommitOutcome, checkpoint_host::StorageError> {
+        let start = Instant::now();
+        let out = self.inner.commit(writes);
+        if let Ok(mut t) = self.times.lock() {
+            t.commit += nanos(start.elapsed());
+        }
+        out
+    }
+    fn list_keys(&mut self, prefix: &str) -> Result<Vec<String>, checkpoint_host::StorageError> {
+        self.inner.list_keys(prefix)
+    }
+}
+
+fn ms(ns: f64) -> String {
+    format!("{:.1} ms", ns / 1e6)
 }

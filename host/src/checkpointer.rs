@@ -15,6 +15,7 @@ use crate::bindings::exports::pipeline::checkpoint::codec::Guest as CodecExports
 use crate::bindings::types::{Checkpoint, ResumePoint};
 use crate::consumer::{Consumer, NullConsumer};
 use crate::error::Error;
+use crate::metrics::{Call, CallMetrics, Labels, OpenedDriver, StorageMetrics};
 use crate::runtime::{Instance, Runtime};
 use crate::storage::{MemoryStorage, Storage};
 
@@ -33,6 +34,9 @@ fn shared_runtime() -> Result<&'static Runtime, Error> {
 pub struct Checkpointer {
     instance: Instance<CheckpointerExports>,
     handle: ResourceAny,
+    /// Durations and outcomes of this checkpointer's calls (and its driver's).
+    metrics: CallMetrics,
+    namespace: String,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -59,14 +63,33 @@ impl Checkpointer {
         consumer: Box<dyn Consumer>,
         options: &Options,
     ) -> Result<Self, Error> {
-        let mut instance: Instance<CheckpointerExports> = runtime.instantiate(storage, consumer)?;
-        let handle = instance.call("checkpointer.open", |g, s| {
-            g.checkpointer().call_open(s, options)
+        let labels = Labels::new(crate::metrics::UNKNOWN_STORE, &options.namespace);
+        let metrics = CallMetrics::new(labels.clone());
+        let (mut instance, handle) = metrics.call(Call::Open, || {
+            let mut instance: Instance<CheckpointerExports> =
+                runtime.instantiate(storage, consumer)?;
+            let handle = instance.call("checkpointer.open", |g, s| {
+                g.checkpointer().call_open(s, options)
+            })?;
+            Ok((instance, answer(handle)?))
         })?;
+        instance.store.data_mut().metrics = StorageMetrics::new(labels);
         Ok(Self {
             instance,
-            handle: answer(handle)?,
+            handle,
+            metrics,
+            namespace: options.namespace.clone(),
         })
+    }
+
+    /// Sets the `store` label of this checkpointer's metrics (and its driver's): the kind of
+    /// store it writes to, such as [`metrics::store_kind`](crate::metrics::store_kind) gives
+    /// for a storage URL (`sqlite`, `postgres`, ...). Until set it is `unknown`. See
+    /// [`crate::metrics`].
+    pub fn set_metrics_store(&mut self, store: &str) {
+        let labels = Labels::new(store, &self.namespace);
+        self.metrics = CallMetrics::new(labels.clone());
+        self.instance.store.data_mut().metrics = StorageMetrics::new(labels);
     }
 
     /// Makes `checkpoint` the durable latest of its (run-id, stage), then acks `batch`.
@@ -76,45 +99,55 @@ impl Checkpointer {
     /// ack failure does not fail the call: see [`Receipt::acks`].
     pub fn write(&mut self, checkpoint: &Checkpoint, batch: &[String]) -> Result<Receipt, Error> {
         let handle = self.handle;
-        answer(self.instance.call("checkpointer.write", |g, s| {
-            g.checkpointer().call_write(s, handle, checkpoint, batch)
-        })?)
+        self.metrics.call(Call::Write, || {
+            answer(self.instance.call("checkpointer.write", |g, s| {
+                g.checkpointer().call_write(s, handle, checkpoint, batch)
+            })?)
+        })
     }
 
     /// The latest checkpoint of (run-id, stage): `not-found` when none, `corrupt` when it is
     /// damaged. Never writes.
     pub fn get(&mut self, run_id: &str, stage: &str) -> Result<Checkpoint, Error> {
         let handle = self.handle;
-        answer(self.instance.call("checkpointer.get", |g, s| {
-            g.checkpointer().call_get(s, handle, run_id, stage)
-        })?)
+        self.metrics.call(Call::Get, || {
+            answer(self.instance.call("checkpointer.get", |g, s| {
+                g.checkpointer().call_get(s, handle, run_id, stage)
+            })?)
+        })
     }
 
     /// Where (run-id, stage) should restart, and whether that is the latest checkpoint, an
     /// older intact one, or a fresh start. Never writes.
     pub fn resume_point(&mut self, run_id: &str, stage: &str) -> Result<Resume, Error> {
         let handle = self.handle;
-        answer(self.instance.call("checkpointer.resume-point", |g, s| {
-            g.checkpointer().call_resume_point(s, handle, run_id, stage)
-        })?)
+        self.metrics.call(Call::ResumePoint, || {
+            answer(self.instance.call("checkpointer.resume-point", |g, s| {
+                g.checkpointer().call_resume_point(s, handle, run_id, stage)
+            })?)
+        })
     }
 
     /// The retained checkpoints of (run-id, stage), oldest first; empty when none. Never
     /// writes.
     pub fn history(&mut self, run_id: &str, stage: &str) -> Result<Vec<Checkpoint>, Error> {
         let handle = self.handle;
-        answer(self.instance.call("checkpointer.history", |g, s| {
-            g.checkpointer().call_history(s, handle, run_id, stage)
-        })?)
+        self.metrics.call(Call::History, || {
+            answer(self.instance.call("checkpointer.history", |g, s| {
+                g.checkpointer().call_history(s, handle, run_id, stage)
+            })?)
+        })
     }
 
     /// Removes every checkpoint of (run-id, stage) in one commit; returns how many entries
     /// were removed. Also forgets the stage's epoch.
     pub fn delete(&mut self, run_id: &str, stage: &str) -> Result<u32, Error> {
         let handle = self.handle;
-        answer(self.instance.call("checkpointer.delete", |g, s| {
-            g.checkpointer().call_delete(s, handle, run_id, stage)
-        })?)
+        self.metrics.call(Call::Delete, || {
+            answer(self.instance.call("checkpointer.delete", |g, s| {
+                g.checkpointer().call_delete(s, handle, run_id, stage)
+            })?)
+        })
     }
 
     /// The size of this checkpointer's linear memory (its instance of the component), in
@@ -128,13 +161,9 @@ impl Checkpointer {
     /// crash between a commit and its acks. Never writes.
     pub fn recover_acks(&mut self, run_id: &str, stage: &str) -> Result<AckOutcome, Error> {
         let handle = self.handle;
-        answer(
-            self.instance
-                .call("checkpointer.recover-acks", |g, s| {
-                    g.checkpointer()
-                        .call_recover_acks(s, handle, run_id, stage)
-                })?,
-        )
+        answer(self.instance.call("checkpointer.recover-acks", |g, s| {
+            g.checkpointer().call_recover_acks(s, handle, run_id, stage)
+        })?)
     }
 
     /// Opens a driver for one (run-id, stage); the driver keeps this checkpointer (reach it
@@ -142,9 +171,21 @@ impl Checkpointer {
     /// `fenced` when `options.epoch` is below the stored one.
     pub fn open_driver(mut self, options: &DriverOptions) -> Result<Driver, Error> {
         let handle = self.handle;
-        let driver = answer(self.instance.call("checkpointer.open-driver", |g, s| {
-            g.checkpointer().call_open_driver(s, handle, options)
-        })?)?;
+        let instance = &mut self.instance;
+        let driver = self
+            .metrics
+            .call(Call::OpenDriver, || {
+                let driver = answer(instance.call("checkpointer.open-driver", |g, s| {
+                    g.checkpointer().call_open_driver(s, handle, options)
+                })?)?;
+                // Where it resumed, for the resume and fallback counts: a copy the driver
+                // holds, no storage I/O.
+                let resumed = instance.call("driver.resumed-from", |g, s| {
+                    g.driver().call_resumed_from(s, driver)
+                })?;
+                Ok(OpenedDriver { driver, resumed })
+            })?
+            .driver;
         Ok(Driver {
             checkpointer: self,
             handle: driver,
@@ -192,13 +233,16 @@ impl Driver {
         now_ms: u64,
     ) -> Result<Progress, Error> {
         let handle = self.handle;
-        answer(
-            self.checkpointer
-                .instance
-                .call("driver.record-processed", |g, s| {
-                    g.driver().call_record_processed(s, handle, message, now_ms)
-                })?,
-        )
+        let checkpointer = &mut self.checkpointer;
+        checkpointer.metrics.call(Call::RecordProcessed, || {
+            answer(
+                checkpointer
+                    .instance
+                    .call("driver.record-processed", |g, s| {
+                        g.driver().call_record_processed(s, handle, message, now_ms)
+                    })?,
+            )
+        })
     }
 
     /// Records messages in order, as [`Driver::record_processed`] would, in one call. Stops at
@@ -209,14 +253,17 @@ impl Driver {
         now_ms: u64,
     ) -> Result<BatchProgress, Error> {
         let handle = self.handle;
-        answer(
-            self.checkpointer
-                .instance
-                .call("driver.record-processed-batch", |g, s| {
-                    g.driver()
-                        .call_record_processed_batch(s, handle, messages, now_ms)
-                })?,
-        )
+        let checkpointer = &mut self.checkpointer;
+        checkpointer.metrics.call(Call::RecordProcessedBatch, || {
+            answer(
+                checkpointer
+                    .instance
+                    .call("driver.record-processed-batch", |g, s| {
+                        g.driver()
+                            .call_record_processed_batch(s, handle, messages, now_ms)
+                    })?,
+            )
+        })
     }
 
     /// What became of the acks that opening this driver sent again for the checkpoint it
@@ -235,9 +282,12 @@ impl Driver {
     /// was acked) or `Backpressure` (the in-flight cap: complete and flush earlier work first).
     pub fn begin(&mut self, message: &Message) -> Result<Admission, Error> {
         let handle = self.handle;
-        answer(self.checkpointer.instance.call("driver.begin", |g, s| {
-            g.driver().call_begin(s, handle, message)
-        })?)
+        let checkpointer = &mut self.checkpointer;
+        checkpointer.metrics.call(Call::Begin, || {
+            answer(checkpointer.instance.call("driver.begin", |g, s| {
+                g.driver().call_begin(s, handle, message)
+            })?)
+        })
     }
 
     /// Marks a taken message done, in any order. Returns the tickets released (their input's
@@ -245,9 +295,12 @@ impl Driver {
     /// checkpoint is due. Never does I/O.
     pub fn complete(&mut self, ticket: u64) -> Result<Completion, Error> {
         let handle = self.handle;
-        answer(self.checkpointer.instance.call("driver.complete", |g, s| {
-            g.driver().call_complete(s, handle, ticket)
-        })?)
+        let checkpointer = &mut self.checkpointer;
+        checkpointer.metrics.call(Call::Complete, || {
+            answer(checkpointer.instance.call("driver.complete", |g, s| {
+                g.driver().call_complete(s, handle, ticket)
+            })?)
+        })
     }
 
     /// Writes a checkpoint covering every released message, carrying `state` (or, when `None`,
@@ -255,9 +308,12 @@ impl Driver {
     /// storage call when there is nothing new.
     pub fn flush(&mut self, state: Option<&StageState>, now_ms: u64) -> Result<Progress, Error> {
         let handle = self.handle;
-        answer(self.checkpointer.instance.call("driver.flush", |g, s| {
-            g.driver().call_flush(s, handle, state, now_ms)
-        })?)
+        let checkpointer = &mut self.checkpointer;
+        checkpointer.metrics.call(Call::Flush, || {
+            answer(checkpointer.instance.call("driver.flush", |g, s| {
+                g.driver().call_flush(s, handle, state, now_ms)
+            })?)
+        })
     }
 
     /// A copy of the driver's recent events.

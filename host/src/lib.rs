@@ -58,13 +58,19 @@ mod bindings;
 mod checkpointer;
 pub mod consumer;
 mod error;
+pub mod metrics;
 mod runtime;
+pub mod sinks;
+pub mod sources;
 pub mod storage;
 
 pub use checkpointer::{Checkpointer, Codec, Driver};
 pub use consumer::Consumer;
 pub use error::{Error, RuntimeError, RuntimeErrorKind, corruption_kind_name, storage_error_text};
-pub use runtime::{ArtifactSource, Runtime, RuntimeConfig};
+pub use runtime::{
+    ArtifactCacheError, ArtifactCacheErrorKind, ArtifactSource, CACHE_MAX_BYTES, Runtime,
+    RuntimeConfig,
+};
 pub use storage::Storage;
 
 pub use bindings::checkpointer_api::{

@@ -14,7 +14,7 @@ use std::sync::{Arc, Barrier};
 
 use checkpoint_host::consumer::NullConsumer;
 use checkpoint_host::storage::{
-    MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage, open_storage,
+    MemoryStorage, PostgresStorage, RedisStorage, SqliteOptions, SqliteStorage, open_storage,
 };
 use checkpoint_host::{
     Checkpoint, CheckpointError, Checkpointer, Error, Options, Storage, Watermark,
@@ -167,15 +167,41 @@ fn concurrent_writers_lose_no_update_and_stale_epochs_are_fenced() {
         );
         println!("memory, {writers} writers: {written} checkpoints, {fenced} writers fenced");
 
+        // Grouped (the default): the writers' commits share transactions and syncs.
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("race.db");
+        let keep = SqliteStorage::open(&path).expect("open sqlite");
         let (written, fenced) = race(
             "sqlite",
             || Box::new(SqliteStorage::open(&path).expect("open sqlite")) as Box<dyn Storage>,
             writers,
         );
-        println!("sqlite, {writers} writers: {written} checkpoints, {fenced} writers fenced");
-        rounds += 2;
+        let stats = keep.group_commit_stats().expect("grouped");
+        println!(
+            "sqlite, {writers} writers: {written} checkpoints, {fenced} writers fenced; {} \
+             commits in {} transactions",
+            stats.commits, stats.groups
+        );
+
+        // Each commit alone, as before group commit.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("race.db");
+        let alone = SqliteOptions {
+            group_commit: false,
+            ..SqliteOptions::default()
+        };
+        let (written, fenced) = race(
+            "sqlite ungrouped",
+            || {
+                Box::new(SqliteStorage::open_with(&path, &alone).expect("open sqlite"))
+                    as Box<dyn Storage>
+            },
+            writers,
+        );
+        println!(
+            "sqlite ungrouped, {writers} writers: {written} checkpoints, {fenced} writers fenced"
+        );
+        rounds += 3;
 
         if let Some(url) = &redis_url {
             let url = common::fresh_store_url(common::ServerKind::Redis, url, "race");
@@ -203,6 +229,90 @@ fn concurrent_writers_lose_no_update_and_stale_epochs_are_fenced() {
         }
     }
     println!("concurrency: {rounds} rounds, 0 lost updates");
+}
+
+/// Many stages on one SQLite file, each its own thread, checkpointer and handle, writing at
+/// once while racing writers share one more stage: with their commits grouped, every stage's
+/// history is exactly its receipts, and the shared stage loses no update.
+#[test]
+fn many_stages_on_one_sqlite_file_commit_in_groups_and_lose_nothing() {
+    const STAGES: u64 = 32;
+    const WRITES: u64 = 20;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("stages.db");
+    let keep = SqliteStorage::open(&path).expect("open sqlite");
+    let open = || Box::new(SqliteStorage::open(&path).expect("open sqlite")) as Box<dyn Storage>;
+    let barrier = Arc::new(Barrier::new(STAGES as usize + 4));
+    let (receipts, racers) = std::thread::scope(|scope| {
+        let stages: Vec<_> = (0..STAGES)
+            .map(|i| {
+                let (storage, barrier) = (open(), Arc::clone(&barrier));
+                scope.spawn(move || {
+                    let mut c = Checkpointer::open(storage, Box::new(NullConsumer), &options())
+                        .expect("open");
+                    barrier.wait();
+                    let stage = format!("own-{i}");
+                    let mut written = Vec::new();
+                    for sequence in 1..=WRITES {
+                        let checkpoint = Checkpoint {
+                            run_id: "run".into(),
+                            stage: stage.clone(),
+                            sequence,
+                            epoch: 1,
+                            watermark: Watermark {
+                                offset: sequence,
+                                event_time_ms: 0,
+                            },
+                            sources: vec![],
+                            sinks: vec![],
+                            operator_states: vec![],
+                            idempotency_key: String::new(),
+                            at_ms: 0,
+                        };
+                        let receipt = c.write(&checkpoint, &[]).expect("write of an own stage");
+                        written.push(receipt.sequence);
+                    }
+                    written
+                })
+            })
+            .collect();
+        let racers: Vec<_> = (0..4)
+            .map(|i| {
+                let (storage, barrier) = (open(), Arc::clone(&barrier));
+                scope.spawn(move || writer(storage, i, i / 2 + 1, barrier))
+            })
+            .collect();
+        (
+            stages
+                .into_iter()
+                .map(|t| t.join().expect("stage"))
+                .collect::<Vec<_>>(),
+            racers
+                .into_iter()
+                .map(|t| t.join().expect("racer"))
+                .collect::<Vec<_>>(),
+        )
+    });
+    let mut c = Checkpointer::open(open(), Box::new(NullConsumer), &options()).expect("open");
+    for (i, written) in receipts.iter().enumerate() {
+        let stored: Vec<u64> = c
+            .history("run", &format!("own-{i}"))
+            .expect("history")
+            .iter()
+            .map(|h| h.sequence)
+            .collect();
+        assert_eq!(&stored, written, "stage own-{i}: lost or phantom updates");
+    }
+    let (shared, fenced) = check("sqlite grouped", open(), 4, &racers);
+    let stats = keep.group_commit_stats().expect("grouped");
+    println!(
+        "sqlite, {STAGES} stages + 4 racing writers: {} own checkpoints, {shared} shared, \
+         {fenced} fenced; {} commits in {} transactions (largest {})",
+        STAGES * WRITES,
+        stats.commits,
+        stats.groups,
+        stats.largest_group
+    );
 }
 
 /// Entry point of a writer process: does nothing unless the parent set `RACE_STORE` (a store

@@ -7,7 +7,8 @@
 
 use checkpoint_host::consumer::RecordingConsumer;
 use checkpoint_host::{
-    Checkpoint, Checkpointer, Codec, Driver, Error, Options, ProcessedMessage, WriteOp,
+    Checkpoint, Checkpointer, Codec, Driver, Error, Message, Options, ProcessedMessage, StageState,
+    WriteOp,
 };
 use checkpoint_testkit::backends::{self, Backend};
 use checkpoint_testkit::conformance::runner::{self, outcome, via};
@@ -35,6 +36,14 @@ fn list<T>(v: &Value, read: impl Fn(&Value) -> Res<T>) -> Res<Vec<T>> {
 
 fn message(v: &Value) -> Res<ProcessedMessage> {
     wit::message(v).map(|m| wit::convert(&m))
+}
+
+fn source_message(v: &Value) -> Res<Message> {
+    wit::source_message(v).map(|m| wit::convert(&m))
+}
+
+fn stage_state(v: &Value) -> Res<Option<StageState>> {
+    wit::stage_state_option(Some(v)).map(|s| s.map(|s| wit::convert(&s)))
 }
 
 enum Handle {
@@ -153,6 +162,10 @@ impl Player<'_> {
                 h.iter().map(via(wit::checkpoint_json)).collect()
             }),
             "delete" => outcome(self.checkpointer()?.delete(run, stage), |n| wit::dec(n)),
+            "recover-acks" => outcome(
+                self.checkpointer()?.recover_acks(run, stage),
+                via(wit::ack_json),
+            ),
             "open-driver" => {
                 let options = wit::convert(&wit::driver_options(Some(&step["driver"]))?);
                 if !matches!(self.handle, Handle::Checkpointer(_)) {
@@ -191,10 +204,22 @@ impl Player<'_> {
                     via(wit::batch_json),
                 )
             }
-            "flush" => {
-                let now = num(&step["now-ms"])?;
-                outcome(self.driver()?.flush(None, now), via(wit::progress_json))
+            "begin" => {
+                let m = source_message(&step["message"])?;
+                outcome(self.driver()?.begin(&m), via(wit::admission_json))
             }
+            "complete" => {
+                let ticket = num(&step["ticket"])?;
+                outcome(self.driver()?.complete(ticket), via(wit::completion_json))
+            }
+            "flush" => {
+                let (state, now) = (stage_state(&step["state"])?, num(&step["now-ms"])?);
+                outcome(
+                    self.driver()?.flush(state.as_ref(), now),
+                    via(wit::progress_json),
+                )
+            }
+            "recovered-acks" => outcome(self.driver()?.recovered_acks(), via(wit::ack_json)),
             "changelog" => outcome(self.driver()?.changelog(), via(wit::changelog_json)),
             "cursor" => outcome(self.driver()?.cursor(), via(wit::point_json)),
             "resumed-from" => outcome(self.driver()?.resumed_from(), via(wit::resume_json)),

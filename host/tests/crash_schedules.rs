@@ -7,6 +7,11 @@
 //! - the durable latest never regresses (sequence and offset);
 //! - by the end every message is durably processed (the durable latest is at the last offset).
 //!
+//! The same schedules also run grouped: three stages at once on one SQLite file, their commits
+//! sharing transactions and syncs (group commit), on a disk that keeps only what was synced
+//! (`checkpoint_testkit::power_loss`); the crash strikes at the nth write or sync of the disk,
+//! and every ack is checked against a copy of the durable bytes.
+//!
 //! A property test: proptest generates the workload (policy, retention, when to flush) and the
 //! crash points, and shrinks a failing schedule to a minimal one. `CRASH_SCHEDULES=n` sets how
 //! many schedules run (default 256: about a second, small enough for `make test`; `make soak`
@@ -14,11 +19,13 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use checkpoint_host::storage::{SqliteOptions, SqliteStorage};
 use checkpoint_host::{
     Checkpointer, CommitOutcome, Consumer, DriverOptions, Lookup, Options, OverflowPolicy, Policy,
-    ProcessedMessage, Progress, ResumeOrigin, Storage, StorageError, Write,
+    ProcessedMessage, Progress, ResumeOrigin, Runtime, RuntimeConfig, Storage, StorageError, Write,
 };
 use checkpoint_testkit::faults::FreezingStorage;
+use checkpoint_testkit::power_loss::{Disk, VFS_NAME};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -264,7 +271,9 @@ fn run_schedule(plan: &Plan) -> Result<u32, String> {
                 Ok(Progress::Pending(0)) if offset >= MESSAGES => break 'process,
                 Ok(Progress::Pending(_)) => {}
                 Ok(Progress::Covered(_)) => {
-                    return Err(format!("message {offset} past the resume point was covered"));
+                    return Err(format!(
+                        "message {offset} past the resume point was covered"
+                    ));
                 }
                 Err(_) if disk.is_crashed() => {
                     crashes += 1;
@@ -329,5 +338,270 @@ fn crash_schedules_keep_every_durability_promise() {
     );
     if let Err(e) = result {
         panic!("a schedule broke a durability promise: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grouped commits: several stages on one SQLite file, their commits sharing transactions and
+// syncs (group commit), on a disk that loses every write not yet synced when the power goes.
+
+/// Stages of a grouped schedule, each its own thread, checkpointer and store handle.
+const GROUPED_STAGES: usize = 3;
+
+/// `(sequence, offset)` of the durable latest of `stage`, as the disk would hold it if the
+/// power went now: read from a copy of its durable bytes.
+fn durable_latest_on(disk: &Disk, stage: &str) -> Result<Option<(u64, u64)>, String> {
+    let copy = disk.durable_copy();
+    let options = SqliteOptions {
+        group_commit: false,
+        ..sqlite_options()
+    };
+    let mut store = SqliteStorage::open_with(copy.path("ckpt.db"), &options)
+        .map_err(|e| format!("the durable copy does not open: {e}"))?;
+    let key = checkpoint_guest::keys::StageKeys::new("crash", "run", stage).latest();
+    match store.get(&key) {
+        Ok(Lookup::Found(entry)) => Ok(Some(sequence_and_offset(&entry.value))),
+        Ok(Lookup::Missing) => Ok(None),
+        Err(e) => Err(format!("the durable copy cannot be read: {e}")),
+    }
+}
+
+fn sqlite_options() -> SqliteOptions {
+    SqliteOptions {
+        vfs: Some(VFS_NAME.into()),
+        ..SqliteOptions::default()
+    }
+}
+
+/// Checks at every ack that the durable latest of its stage covers every acked message.
+struct DurableAckCheck {
+    disk: Arc<Disk>,
+    stage: String,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl Consumer for DurableAckCheck {
+    fn ack(&mut self, ids: Vec<String>) -> Result<(), String> {
+        let durable = match durable_latest_on(&self.disk, &self.stage) {
+            Ok(latest) => latest.map_or(0, |(_, offset)| offset),
+            Err(e) => {
+                lock(&self.violations).push(e);
+                return Ok(());
+            }
+        };
+        for id in &ids {
+            let offset: u64 = id[1..].parse().expect("id m<offset>");
+            if offset >= durable {
+                lock(&self.violations).push(format!(
+                    "{}: {id} acked while the durable latest offset is {durable}",
+                    self.stage
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One stage's incarnation: open, resume (checked against `last_receipt`), then drive the
+/// plan's workload until done or the power goes. Returns the last receipt and whether the
+/// stage finished.
+fn grouped_stage(
+    runtime: &Runtime,
+    disk: &Arc<Disk>,
+    plan: &Plan,
+    stage: &str,
+    last_receipt: (u64, u64),
+    violations: &Arc<Mutex<Vec<String>>>,
+) -> Result<((u64, u64), bool), String> {
+    let mut last_receipt = last_receipt;
+    let storage = match SqliteStorage::open_with(disk.path("ckpt.db"), &sqlite_options()) {
+        Ok(s) => s,
+        Err(_) if disk.is_crashed() => return Ok((last_receipt, false)),
+        Err(e) => return Err(format!("{stage}: open without a crash: {e}")),
+    };
+    let consumer = DurableAckCheck {
+        disk: Arc::clone(disk),
+        stage: stage.into(),
+        violations: Arc::clone(violations),
+    };
+    let options = Options {
+        namespace: "crash".into(),
+        max_retained: plan.max_retained,
+        max_checkpoint_bytes: 4096,
+    };
+    let checkpointer =
+        match Checkpointer::open_in(runtime, Box::new(storage), Box::new(consumer), &options) {
+            Ok(c) => c,
+            Err(_) if disk.is_crashed() => return Ok((last_receipt, false)),
+            Err(e) => return Err(format!("{stage}: open: {e}")),
+        };
+    let driver = checkpointer.open_driver(&DriverOptions {
+        run_id: "run".into(),
+        stage: stage.into(),
+        epoch: 1,
+        policy: plan.policy,
+        changelog_capacity: 0,
+        overflow: OverflowPolicy::DropNew,
+        max_in_flight: 4096,
+    });
+    let mut driver = match driver {
+        Ok(d) => d,
+        Err(_) if disk.is_crashed() => return Ok((last_receipt, false)),
+        Err(e) => return Err(format!("{stage}: open-driver: {e}")),
+    };
+    let resume = driver.resumed_from().map_err(|e| e.to_string())?;
+    if resume.point.sequence < last_receipt.0 || resume.point.watermark.offset < last_receipt.1 {
+        return Err(format!(
+            "{stage}: resumed at {:?} before the last receipt {last_receipt:?}",
+            resume.point
+        ));
+    }
+    if matches!(resume.origin, ResumeOrigin::Fallback(_)) {
+        return Err(format!("{stage}: fell back although nothing was damaged"));
+    }
+    let mut offset = resume.point.watermark.offset;
+    let (mut steps, mut last_was_flush, mut now) = (0usize, false, 0u64);
+    loop {
+        now += 1;
+        steps += 1;
+        let flush =
+            offset >= MESSAGES || (plan.flushes[steps % plan.flushes.len()] && !last_was_flush);
+        last_was_flush = flush;
+        let step = if flush {
+            driver.flush(None, now)
+        } else {
+            let message = ProcessedMessage {
+                id: format!("m{offset}"),
+                next_offset: offset + 1,
+                event_time_ms: offset as i64,
+            };
+            offset += 1;
+            driver.record_processed(&message, now)
+        };
+        match step {
+            Ok(Progress::Checkpointed(receipt)) => {
+                let at = driver.cursor().map_err(|e| e.to_string())?;
+                last_receipt = (receipt.sequence, at.watermark.offset);
+                if at.watermark.offset >= MESSAGES {
+                    return Ok((last_receipt, true));
+                }
+            }
+            Ok(Progress::Pending(0)) if offset >= MESSAGES => return Ok((last_receipt, true)),
+            Ok(Progress::Pending(_)) => {}
+            Ok(Progress::Covered(_)) => {
+                return Err(format!(
+                    "{stage}: message {offset} past the resume point was covered"
+                ));
+            }
+            Err(_) if disk.is_crashed() => return Ok((last_receipt, false)),
+            Err(e) => return Err(format!("{stage}: unexpected error without a crash: {e}")),
+        }
+    }
+}
+
+fn run_grouped_schedule(plan: &Plan, runtime: &Runtime) -> Result<u32, String> {
+    let disk = Arc::new(Disk::new());
+    // Syncs take a while, as on a disk, so that the stages' commits queue and group.
+    disk.set_sync_delay(std::time::Duration::from_micros(100));
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    let stages: Vec<String> = (0..GROUPED_STAGES).map(|i| format!("stage-{i}")).collect();
+    let mut receipts = vec![(0u64, 0u64); GROUPED_STAGES];
+    let mut durable = vec![(0u64, 0u64); GROUPED_STAGES];
+    let mut crashes = 0;
+    for incarnation in 0..20 {
+        if let Some(&(gap, after)) = plan.crashes.get(incarnation) {
+            disk.crash_at_io(u64::from(gap) * 4, after);
+        }
+        let outcomes: Vec<Result<((u64, u64), bool), String>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = stages
+                .iter()
+                .zip(&receipts)
+                .map(|(stage, &receipt)| {
+                    let (disk, violations) = (&disk, &violations);
+                    scope.spawn(move || {
+                        grouped_stage(runtime, disk, plan, stage, receipt, violations)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("stage thread"))
+                .collect()
+        });
+        let mut finished = true;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let (receipt, done) = outcome?;
+            receipts[i] = receipt;
+            finished &= done;
+        }
+        if let Some(v) = lock(&violations).first() {
+            return Err(v.clone());
+        }
+        // The power goes after a finished run too: what was acked must survive it.
+        if !disk.is_crashed() {
+            disk.crash();
+        }
+        crashes += 1;
+        disk.reboot();
+        for (i, stage) in stages.iter().enumerate() {
+            let latest = durable_latest_on(&disk, stage)?.unwrap_or((0, 0));
+            if latest.0 < durable[i].0 || latest.1 < durable[i].1 {
+                return Err(format!(
+                    "{stage}: latest regressed from {:?} to {latest:?}",
+                    durable[i]
+                ));
+            }
+            if latest.0 < receipts[i].0 || latest.1 < receipts[i].1 {
+                return Err(format!(
+                    "{stage}: receipt {:?} lost, the durable latest is {latest:?}",
+                    receipts[i]
+                ));
+            }
+            durable[i] = latest;
+        }
+        if finished {
+            break;
+        }
+    }
+    for (stage, latest) in stages.iter().zip(&durable) {
+        if latest.1 != MESSAGES {
+            return Err(format!(
+                "{stage}: finished with durable latest {latest:?}, not offset {MESSAGES}"
+            ));
+        }
+    }
+    Ok(crashes)
+}
+
+#[test]
+fn grouped_sqlite_crash_schedules_keep_every_durability_promise() {
+    // Each schedule runs several stages on real SQLite: a quarter as many as the others.
+    let schedules: u32 = std::env::var("CRASH_SCHEDULES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .map_or(64, |n: u32| (n / 4).max(1));
+    let runtime = Runtime::new(RuntimeConfig {
+        max_instances: 16,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let crashes = std::cell::Cell::new(0u32);
+    let mut runner = TestRunner::new(Config {
+        cases: schedules,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&plans(), |plan| {
+        let n = run_grouped_schedule(&plan, &runtime).map_err(TestCaseError::fail)?;
+        crashes.set(crashes.get() + n);
+        Ok(())
+    });
+    let violations = u32::from(result.is_err());
+    println!(
+        "crash schedules (grouped SQLite, power loss): {schedules} run, {} crashes, {violations} violations",
+        crashes.get()
+    );
+    if let Err(e) = result {
+        panic!("a grouped schedule broke a durability promise: {e}");
     }
 }

@@ -8,6 +8,7 @@
 import type { Consumer } from './consumer.js';
 import type { CheckpointError, Corruption } from './errors.js';
 import type { Storage } from './storage.js';
+import type { Runtime } from './index.js';
 
 /** A u64 or s64 given to the API: a BigInt, or a Number that is a safe integer. */
 export type IntegerInput = bigint | number;
@@ -119,12 +120,18 @@ export interface ResumePoint {
 /** Where a resume point comes from. */
 export type ResumeOrigin = 'latest' | 'fallback' | 'fresh';
 
-/** A resume point and where it comes from. */
+/** A resume point, where it comes from, and the whole checkpoint it comes from. */
 export interface Resume {
   point: ResumePoint;
   origin: ResumeOrigin;
   /** What was wrong with the newer checkpoints a fallback skipped (empty unless `'fallback'`). */
   skipped: Corruption[];
+  /**
+   * The checkpoint the point comes from (the fallback one after a fallback); `null` when
+   * `'fresh'`. Restore operator state, sink and source positions from it, so that state and
+   * position always come from the same checkpoint.
+   */
+  checkpoint: Checkpoint | null;
 }
 
 /** The kinds of damage (WIT `corruption-kind`). */
@@ -156,6 +163,62 @@ export interface DriverOptions {
   changelogCapacity?: number;
   /** Default `'drop-new'`. */
   overflow?: OverflowPolicy;
+  /**
+   * Most messages taken (by `begin` or `recordProcessed`) and not yet covered by a durable
+   * checkpoint, 1 to 4096; default 1024. At the cap `begin` answers `backpressure`. A
+   * `perBatch` above it is an `InvalidInputError`.
+   */
+  maxInFlight?: number;
+}
+
+/** One message from a source, before it is processed (WIT `message`, for `Driver.begin`). */
+export interface Message {
+  /** Id to ack once a durable checkpoint covers it (a stream entry id, a delivery tag). */
+  id: string;
+  /**
+   * The input (partition, stream) it comes from; its position is kept in the checkpoint's
+   * `sources` under this name. Default `''`: the stage's own input (the checkpoint's watermark).
+   */
+  source?: string;
+  /**
+   * The message's own position in its input (not the next one). `undefined` or `null` (the
+   * default) for queues without positions: their redeliveries are recognised by id.
+   */
+  offset?: IntegerInput | null;
+  /** Default 0. */
+  eventTimeMs?: IntegerInput;
+}
+
+/** What `Driver.begin` decided about a message (WIT `admission`). */
+export type Admission =
+  /** Process the message, then `complete(ticket)`. */
+  | { kind: 'admitted'; ticket: bigint }
+  /** A durable checkpoint covers it already (a redelivery): skip it; it was acked now. */
+  | { kind: 'covered'; acks: AckOutcome }
+  /** `inFlight` messages are taken and not durable (the cap): complete and flush, then retry. */
+  | { kind: 'backpressure'; inFlight: number };
+
+/** What `Driver.complete` did (WIT `completion`). */
+export interface Completion {
+  /**
+   * Tickets that joined the completed prefix of their input with this call, oldest first:
+   * apply their effects in this order before the next `flush`.
+   */
+  released: bigint[];
+  /** The policy (or the `maxInFlight` cap) says a checkpoint is due: call `flush`. */
+  due: boolean;
+}
+
+/** The state a checkpoint carries besides its position (WIT `stage-state`), as read back. */
+export interface StageState {
+  sinks: SinkPosition[];
+  operatorStates: OperatorState[];
+}
+
+/** A stage state given to `Driver.flush`; both lists default to `[]`. */
+export interface StageStateInput {
+  sinks?: Array<{ name: string; position: IntegerInput }>;
+  operatorStates?: Array<{ name: string; state: Uint8Array }>;
 }
 
 /** One processed message (WIT `processed-message`). */
@@ -169,7 +232,11 @@ export interface ProcessedMessage {
 }
 
 /** What a driver call did. */
-export type Progress = { kind: 'pending'; pending: number } | { kind: 'checkpointed'; receipt: Receipt };
+export type Progress =
+  | { kind: 'pending'; pending: number }
+  | { kind: 'checkpointed'; receipt: Receipt }
+  /** A durable checkpoint already covered the message (a redelivery): acked now, not recorded. */
+  | { kind: 'covered'; acks: AckOutcome };
 
 /** What recording several messages did. */
 export interface BatchProgress {
@@ -177,6 +244,8 @@ export interface BatchProgress {
   checkpoints: Receipt[];
   /** Messages that still wait for a checkpoint. */
   pending: number;
+  /** Messages of the batch a durable checkpoint already covered: acked, not recorded. */
+  covered: number;
 }
 
 /** The kind of a changelog event. */
@@ -211,9 +280,19 @@ export class Checkpointer implements Disposable {
    * Opens a checkpointer in a new instance of the component over `storage` and `consumer`
    * (`null` for none). Does no storage I/O. Throws `InvalidInputError` for bad options.
    */
-  static open(storage: Storage, consumer: Consumer | null | undefined, options: Options): Checkpointer;
+  static open(
+    storage: Storage,
+    consumer: Consumer | null | undefined,
+    options: Options,
+    sandbox?: { runtime?: Runtime },
+  ): Checkpointer;
   /** Makes `checkpoint` the durable latest of its (runId, stage), then acks `batch`. */
   write(checkpoint: CheckpointInput, batch?: string[]): Receipt;
+  /**
+   * Acks again the ids stored with the checkpoint `resumePoint` would resume from: repairs a
+   * crash between a commit and its acks. `{kind: 'acked', count: 0}` when nothing is stored.
+   */
+  recoverAcks(runId: string, stage: string): AckOutcome;
   /** The latest checkpoint; `NotFoundError` when none, `CorruptError` when damaged. */
   get(runId: string, stage: string): Checkpoint;
   /** Where (runId, stage) should restart: latest, else newest intact retained, else fresh. */
@@ -222,7 +301,10 @@ export class Checkpointer implements Disposable {
   history(runId: string, stage: string): Checkpoint[];
   /** Removes every checkpoint of (runId, stage) in one commit; returns how many entries. */
   delete(runId: string, stage: string): number;
-  /** Opens a driver for one (runId, stage), sharing this checkpointer's instance. */
+  /**
+   * Opens a driver for one (runId, stage), sharing this checkpointer's instance; acks again the
+   * ids stored with the checkpoint it resumes from (see `Driver.recoveredAcks`).
+   */
   openDriver(options: DriverOptions): Driver;
   /** Releases the component's handle; this checkpointer and its drivers refuse further calls. */
   close(): void;
@@ -238,16 +320,28 @@ export class Driver implements Disposable {
   private constructor();
   /** The checkpointer this driver writes through. */
   readonly checkpointer: Checkpointer;
-  /** Where this driver resumed: read input from `point.watermark.offset`. */
+  /** Where this driver resumed: read input from `point.watermark.offset`; state from `checkpoint`. */
   resumedFrom(): Resume;
+  /** What became of the acks opening this driver sent again for the checkpoint it resumed from. */
+  recoveredAcks(): AckOutcome;
   /** The sequence, epoch and watermark of the last durable checkpoint this driver knows. */
   cursor(): ResumePoint;
   /** Records one processed message; writes a checkpoint when the policy says so. */
   recordProcessed(message: ProcessedMessage, nowMs: IntegerInput): Progress;
   /** Records messages in order, in one call; stops at the first error. */
   recordProcessedBatch(messages: ProcessedMessage[], nowMs: IntegerInput): BatchProgress;
-  /** Writes a checkpoint for the pending messages, if any. */
-  flush(nowMs: IntegerInput): Progress;
+  /**
+   * Takes a message before it is processed: `admitted` (process, then `complete(ticket)`),
+   * `covered` (a redelivery of durable work: skip it; acked now) or `backpressure` (the cap).
+   */
+  begin(message: Message): Admission;
+  /** Marks a taken message done, in any order; never does I/O. */
+  complete(ticket: IntegerInput): Completion;
+  /**
+   * Writes a checkpoint covering every released message, carrying `state` (or the last state
+   * given, or the resumed checkpoint's), then acks them; `pending(0)` when there is nothing new.
+   */
+  flush(nowMs: IntegerInput, state?: StageStateInput | null): Progress;
   /** A copy of the recent events. */
   changelog(): Changelog;
   /** Frees the driver; pending messages are dropped, not flushed. */
@@ -260,7 +354,8 @@ export class Driver implements Disposable {
  * chain signatures and resume points of lists. Owns an instance with no storage.
  */
 export class Codec {
-  constructor();
+  /** `runtime`: the limits the codec's instance runs under (`Runtime.shared()` by default). */
+  constructor(sandbox?: { runtime?: Runtime });
   /** Canonical bytes of a checkpoint (named lists sorted). */
   encode(checkpoint: CheckpointInput): Uint8Array;
   /** Decodes bytes made by `encode`; `CorruptError` naming the damage. */

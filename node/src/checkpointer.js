@@ -5,6 +5,8 @@ import { CheckpointError, ComponentFailure, errorToWit } from './errors.js';
 import { Instance } from './component.js';
 import { NullConsumer } from './consumer.js';
 import {
+  ackOut,
+  admissionOut,
   batchProgressOut,
   checkpointIn,
   checkpointsIn,
@@ -16,6 +18,9 @@ import {
   progressOut,
   receiptOut,
   resumeOut,
+  completionOut,
+  sourceMessageIn,
+  stageStateIn,
   string,
   bytes,
   u64,
@@ -47,12 +52,14 @@ export class Checkpointer {
    * @param {import('./consumer.js').Consumer | null} consumer Receives acks once they are
    *   durable; `null` for none.
    * @param {Options} options
+   * @param {{runtime?: import('./component.js').Runtime}} [sandbox] The runtime whose limits
+   *   (deadline, memory) the instance runs under; `Runtime.shared()` by default.
    * @returns {Checkpointer}
    * @throws {InvalidInputError} for bad options.
    */
-  static open(storage, consumer, options) {
+  static open(storage, consumer, options, { runtime } = {}) {
     const wit = optionsIn(options);
-    const instance = new Instance(storage, consumer ?? new NullConsumer());
+    const instance = new Instance(storage, consumer ?? new NullConsumer(), runtime);
     const handle = instance.call('checkpointer.open', () => instance.checkpointer.Checkpointer.open(wit));
     return new Checkpointer(instance, handle);
   }
@@ -70,6 +77,20 @@ export class Checkpointer {
     const c = checkpointIn(checkpoint);
     const ids = idsIn(batch);
     return receiptOut(this.#call('checkpointer.write', (h) => h.write(c, ids)));
+  }
+
+  /**
+   * Acks again the ids stored with the checkpoint `resumePoint` would resume from (the batch of
+   * the write that made it): repairs a crash between a commit and its acks. Acks are
+   * idempotent, so this is harmless when they went through. `{kind: 'acked', count: 0}` when
+   * nothing is stored. Fails like `resumePoint`; never writes.
+   * @param {string} runId
+   * @param {string} stage
+   * @returns {AckOutcome}
+   */
+  recoverAcks(runId, stage) {
+    const [r, s] = [string(runId, 'run-id'), string(stage, 'stage')];
+    return ackOut(this.#call('checkpointer.recover-acks', (h) => h.recoverAcks(r, s)));
   }
 
   /**
@@ -124,7 +145,9 @@ export class Checkpointer {
    * Opens a driver for one (runId, stage), which checkpoints processed messages by policy and
    * acks each message once a checkpoint covers it. Reads the resume point (so it fails as
    * `resumePoint` does) and is fenced at once if `options.epoch` is below the stored one.
-   * The driver shares this checkpointer's instance.
+   * Then acks again the ids stored with the checkpoint it resumes from (`recoveredAcks` tells
+   * how that went; a failure does not fail the open: they are re-sent with the next
+   * checkpoint). The driver shares this checkpointer's instance.
    * @param {DriverOptions} options
    * @returns {Driver}
    */
@@ -140,8 +163,15 @@ export class Checkpointer {
    */
   close() {
     if (this.#handle === null) return;
-    this.#handle[dispose]?.();
+    const handle = this.#handle;
     this.#handle = null;
+    try {
+      // The guest's destructor runs under the deadline like any call.
+      this.#instance.call('checkpointer.drop', () => handle[dispose]?.());
+    } catch (e) {
+      // A trapped instance refuses calls; the handle goes with the instance.
+      if (!(e instanceof ComponentFailure)) throw e;
+    }
     this.#instance.close('the checkpointer was closed');
   }
 
@@ -159,8 +189,11 @@ export class Checkpointer {
 /**
  * Turns processed messages into checkpoints by policy (`per-message`, `{perBatch: n}`,
  * `explicit-flush`) and acks each message once a checkpoint covers it. Open one with
- * {@link Checkpointer#openDriver}. Pending messages live in the instance: dropping the driver
- * without `flush` loses them (their input is redelivered from the resume point).
+ * {@link Checkpointer#openDriver}. Two ways to feed it: `recordProcessed` for a log read in
+ * order by one worker with no state; `begin` / `complete` / `flush(nowMs, state)` for
+ * everything else (queues that redeliver, partitions, out-of-order work, operator state and
+ * sinks). Pending and in-flight messages live in the instance: dropping the driver without
+ * `flush` loses them; they were never acked, so the source delivers them again.
  */
 export class Driver {
   #instance;
@@ -180,6 +213,15 @@ export class Driver {
    */
   resumedFrom() {
     return resumeOut(this.#call('driver.resumed-from', (h) => h.resumedFrom()));
+  }
+
+  /**
+   * What became of the acks that opening this driver sent again for the checkpoint it resumed
+   * from (`{kind: 'acked', count: 0}` when it stored no ids).
+   * @returns {AckOutcome}
+   */
+  recoveredAcks() {
+    return ackOut(this.#call('driver.recovered-acks', (h) => h.recoveredAcks()));
   }
 
   /**
@@ -219,14 +261,46 @@ export class Driver {
   }
 
   /**
-   * Writes a checkpoint for the pending messages, if any (`{kind: 'pending', pending: 0}` and
-   * no storage call when none).
+   * Takes a message before it is processed: `{kind: 'admitted', ticket}` (process it, then
+   * `complete(ticket)`), `{kind: 'covered', acks}` (a durable checkpoint covers it already:
+   * skip it; it was acked now) or `{kind: 'backpressure', inFlight}` (the `maxInFlight` cap:
+   * complete and flush earlier work, then offer it again). `RegressionError` for a message at
+   * or below the position of one taken and not yet durable, or with the id of one in flight.
+   * @param {Message} message
+   * @returns {Admission}
+   */
+  begin(message) {
+    const m = sourceMessageIn(message);
+    return admissionOut(this.#call('driver.begin', (h) => h.begin(m)));
+  }
+
+  /**
+   * Marks a taken message done, in any order: the tickets released with this call (their
+   * input's completed prefix, oldest first: apply their effects in that order before the next
+   * `flush`) and whether a checkpoint is `due`. Never does I/O; an unknown or already
+   * completed ticket is an `InvalidInputError` (field `ticket`).
+   * @param {bigint | number} ticket
+   * @returns {Completion}
+   */
+  complete(ticket) {
+    const t = u64(ticket, 'ticket');
+    return completionOut(this.#call('driver.complete', (h) => h.complete(t)));
+  }
+
+  /**
+   * Writes a checkpoint covering every released message (and the pending ones of
+   * `recordProcessed`), then acks them. With `state`, the checkpoint carries it (and later
+   * ones too, until the next state); without, the last one given (or the resumed checkpoint's).
+   * `{kind: 'pending', pending: 0}` and no storage call when nothing is released and the state
+   * is unchanged. On a failed write nothing is lost from the driver: flush again.
    * @param {bigint | number} nowMs
+   * @param {StageStateInput | null} [state]
    * @returns {Progress}
    */
-  flush(nowMs) {
+  flush(nowMs, state) {
     const now = u64(nowMs, 'now-ms');
-    return progressOut(this.#call('driver.flush', (h) => h.flush(now)));
+    const st = stageStateIn(state);
+    return progressOut(this.#call('driver.flush', (h) => h.flush(st, now)));
   }
 
   /**
@@ -272,11 +346,15 @@ export class Driver {
 export class Codec {
   #instance;
 
-  constructor() {
+  /**
+   * @param {{runtime?: import('./component.js').Runtime}} [sandbox] The runtime whose limits
+   *   the instance runs under; `Runtime.shared()` by default.
+   */
+  constructor({ runtime } = {}) {
     const refuse = () => {
       throw new Error('the codec instance has no storage');
     };
-    this.#instance = new Instance({ get: refuse, commit: refuse, listKeys: refuse }, new NullConsumer());
+    this.#instance = new Instance({ get: refuse, commit: refuse, listKeys: refuse }, new NullConsumer(), runtime);
   }
 
   /**
@@ -398,6 +476,11 @@ export class Codec {
  * @property {'latest' | 'fallback' | 'fresh'} origin
  * @property {{kind: string, key: string, detail: string}[]} skipped What was wrong with the
  *   newer checkpoints a fallback skipped (empty unless `origin` is `'fallback'`).
+ * @property {Checkpoint | null} checkpoint The whole checkpoint the point comes from (the
+ *   fallback one after a fallback); `null` when `'fresh'`.
+ */
+/**
+ * @typedef {{kind: 'acked', count: number} | {kind: 'failed', message: string}} AckOutcome
  */
 /**
  * @typedef {object} DriverOptions
@@ -407,6 +490,28 @@ export class Codec {
  * @property {'per-message' | 'explicit-flush' | {perBatch: number}} policy
  * @property {number} [changelogCapacity] Default 0 (no changelog).
  * @property {'drop-new' | 'overwrite-oldest'} [overflow] Default `'drop-new'`.
+ * @property {number} [maxInFlight] Default 1024; 1 to 4096.
+ */
+/**
+ * @typedef {object} Message
+ * @property {string} id Id to ack once a durable checkpoint covers it.
+ * @property {string} [source] The input (partition); default `''`, the stage's own input.
+ * @property {bigint | number | null} [offset] The message's own position; none (default) for
+ *   queues without positions.
+ * @property {bigint | number} [eventTimeMs] Default 0.
+ */
+/**
+ * @typedef {{kind: 'admitted', ticket: bigint} | {kind: 'covered', acks: AckOutcome} | {kind: 'backpressure', inFlight: number}} Admission
+ */
+/**
+ * @typedef {object} Completion
+ * @property {bigint[]} released Tickets released by this call, oldest first.
+ * @property {boolean} due A checkpoint is due: call `flush`.
+ */
+/**
+ * @typedef {object} StageStateInput
+ * @property {{name: string, position: bigint | number}[]} [sinks]
+ * @property {{name: string, state: Uint8Array}[]} [operatorStates]
  */
 /**
  * @typedef {object} ProcessedMessage
@@ -415,12 +520,13 @@ export class Codec {
  * @property {bigint} [eventTimeMs] Default 0.
  */
 /**
- * @typedef {{kind: 'pending', pending: number} | {kind: 'checkpointed', receipt: Receipt}} Progress
+ * @typedef {{kind: 'pending', pending: number} | {kind: 'checkpointed', receipt: Receipt} | {kind: 'covered', acks: AckOutcome}} Progress
  */
 /**
  * @typedef {object} BatchProgress
  * @property {Receipt[]} checkpoints
  * @property {number} pending
+ * @property {number} covered Messages a durable checkpoint already covered (acked, not recorded).
  */
 /**
  * @typedef {object} Changelog

@@ -167,10 +167,39 @@ export class BrokenStoreError extends CheckpointError {
   detail: string;
 }
 
+/** The Rust host's `RuntimeErrorKind` cases a `ComponentFailure` can be. */
+export type ComponentFailureKind = 'Deadline' | 'MemoryLimit' | 'Trap' | 'Unusable' | 'Instantiate';
+
 /**
- * The component could not complete a call: it trapped, or the handle was closed. The handle
- * refuses every further call; open a new one. Not a `CheckpointError`.
+ * The component could not complete a call: it trapped, ran past its deadline, or the handle was
+ * closed. The handle refuses every further call; open a new one. Not a `CheckpointError`.
+ * `kind` is `null` for a closed handle or a re-entrant call.
  */
 export class ComponentFailure extends Error {
+  constructor(message: string, cause?: unknown, kind?: ComponentFailureKind | null);
+  readonly kind: ComponentFailureKind | null;
+}
+
+/** `Deadline`: the call ran past the runtime's `callDeadlineMs` (callbacks included). */
+export class DeadlineError extends ComponentFailure {
   constructor(message: string, cause?: unknown);
+  readonly kind: 'Deadline';
+}
+
+/** `MemoryLimit`: the call trapped after `maxMemoryBytes` refused to grow the memory. */
+export class MemoryLimitError extends ComponentFailure {
+  constructor(message: string, cause?: unknown);
+  readonly kind: 'MemoryLimit';
+}
+
+/** `Trap`: the component trapped for another reason. */
+export class TrapError extends ComponentFailure {
+  constructor(message: string, cause?: unknown);
+  readonly kind: 'Trap';
+}
+
+/** `Unusable`: the instance failed earlier and refuses every call. */
+export class UnusableError extends ComponentFailure {
+  constructor(message: string, cause?: unknown);
+  readonly kind: 'Unusable';
 }

@@ -179,18 +179,77 @@ export class BrokenStoreError extends CheckpointError {
 }
 
 /**
- * The component could not complete a call: it trapped, or the handle was closed. The handle
- * refuses every further call; open a new one. Not a `CheckpointError`: nothing about the
- * checkpoint is known.
+ * The component could not complete a call: it trapped, ran past its deadline, or the handle was
+ * closed. The handle refuses every further call; open a new one. Not a `CheckpointError`:
+ * nothing about the checkpoint is known. `kind` names the case as the Rust host's
+ * `RuntimeErrorKind` does (`Deadline`, `MemoryLimit`, `Trap`, `Unusable`, `Instantiate`), and
+ * each of the first four has its own subclass; `null` for a closed handle or a re-entrant call.
  */
 export class ComponentFailure extends Error {
   /**
    * @param {string} message
    * @param {unknown} [cause]
+   * @param {string | null} [kind]
+   */
+  constructor(message, cause, kind = null) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = new.target.name;
+    /** @type {string | null} */
+    this.kind = kind;
+  }
+}
+
+/**
+ * `Deadline`: the call ran past the runtime's `callDeadlineMs` (time in store and consumer
+ * callbacks counts) and was interrupted. Open a new handle; a store call that hangs is the
+ * usual cause.
+ */
+export class DeadlineError extends ComponentFailure {
+  /**
+   * @param {string} message
+   * @param {unknown} [cause]
    */
   constructor(message, cause) {
-    super(message, cause === undefined ? undefined : { cause });
-    this.name = 'ComponentFailure';
+    super(message, cause, 'Deadline');
+  }
+}
+
+/**
+ * `MemoryLimit`: the call trapped after the runtime's `maxMemoryBytes` refused to grow the
+ * instance's memory. Lower the size limits in the options, or raise the memory limit.
+ */
+export class MemoryLimitError extends ComponentFailure {
+  /**
+   * @param {string} message
+   * @param {unknown} [cause]
+   */
+  constructor(message, cause) {
+    super(message, cause, 'MemoryLimit');
+  }
+}
+
+/**
+ * `Trap`: the component trapped for another reason (a bug, a store that broke its contract, or
+ * a call to an import the Node host does not grant). Open a new handle.
+ */
+export class TrapError extends ComponentFailure {
+  /**
+   * @param {string} message
+   * @param {unknown} [cause]
+   */
+  constructor(message, cause) {
+    super(message, cause, 'Trap');
+  }
+}
+
+/** `Unusable`: this handle's instance failed earlier and refuses every call: open a new one. */
+export class UnusableError extends ComponentFailure {
+  /**
+   * @param {string} message
+   * @param {unknown} [cause]
+   */
+  constructor(message, cause) {
+    super(message, cause, 'Unusable');
   }
 }
 

@@ -15,7 +15,11 @@ export {
   TooLargeError,
   BrokenStoreError,
   ComponentFailure,
+  DeadlineError,
+  MemoryLimitError,
+  TrapError,
+  UnusableError,
 } from './errors.js';
 export { MapStorage, JsonFileStorage, BackendError, compareKeys } from './storage.js';
 export { RecordingConsumer, NullConsumer } from './consumer.js';
-export { compiledModuleCount } from './component.js';
+export { Runtime, compiledModuleCount } from './component.js';

@@ -159,7 +159,7 @@ function policyIn(value) {
 
 /**
  * Driver options as jco lowers them. `changelogCapacity` defaults to 0, `overflow` to
- * `'drop-new'`.
+ * `'drop-new'`, `maxInFlight` to 1024.
  * @param {import('./checkpointer.js').DriverOptions} value
  */
 export function driverOptionsIn(value) {
@@ -175,6 +175,47 @@ export function driverOptionsIn(value) {
     policy: policyIn(o.policy),
     changelogCapacity: o.changelogCapacity === undefined ? 0 : u32(o.changelogCapacity, 'changelog-capacity'),
     overflow,
+    maxInFlight: o.maxInFlight === undefined ? DEFAULT_MAX_IN_FLIGHT : u32(o.maxInFlight, 'max-in-flight'),
+  };
+}
+
+/** The default `maxInFlight` of a driver, as in the Python host. */
+export const DEFAULT_MAX_IN_FLIGHT = 1024;
+
+/**
+ * A message from a source (what `begin` takes); `source` defaults to `''`, `offset` to none
+ * (`undefined` or `null`), `eventTimeMs` to 0.
+ * @param {import('./checkpointer.js').Message} value
+ */
+export function sourceMessageIn(value, field = 'message') {
+  const m = record(value, field);
+  const out = {
+    id: string(m.id, `${field}.id`),
+    source: m.source === undefined ? '' : string(m.source, `${field}.source`),
+    eventTimeMs: m.eventTimeMs === undefined ? 0n : s64(m.eventTimeMs, `${field}.event-time-ms`),
+  };
+  // jco lowers `option<u64>` from `undefined` (none) or the value.
+  if (m.offset !== undefined && m.offset !== null) out.offset = u64(m.offset, `${field}.offset`);
+  return out;
+}
+
+/**
+ * An `option<stage-state>` as jco lowers it: `undefined` for none. `sinks` and
+ * `operatorStates` default to `[]`.
+ * @param {import('./checkpointer.js').StageStateInput | null | undefined} value
+ */
+export function stageStateIn(value, field = 'state') {
+  if (value === undefined || value === null) return undefined;
+  const s = record(value, field);
+  return {
+    sinks: listOr(s.sinks, `${field}.sinks`, (x, f) => {
+      record(x, f);
+      return { name: string(x.name, `${f}.name`), position: u64(x.position, `${f}.position`) };
+    }),
+    operatorStates: listOr(s.operatorStates, `${field}.operator-states`, (x, f) => {
+      record(x, f);
+      return { name: string(x.name, `${f}.name`), state: bytes(x.state, `${f}.state`) };
+    }),
   };
 }
 
@@ -194,23 +235,52 @@ export function messagesIn(value) {
 
 // ---- component -> caller
 
+/** @returns {import('./checkpointer.js').AckOutcome} */
+export function ackOut(a) {
+  return a.tag === 'acked' ? { kind: 'acked', count: a.val } : { kind: 'failed', message: a.val };
+}
+
 /** @returns {import('./checkpointer.js').Receipt} */
 export function receiptOut(r) {
-  const acks = r.acks.tag === 'acked' ? { kind: 'acked', count: r.acks.val } : { kind: 'failed', message: r.acks.val };
-  return { sequence: r.sequence, version: r.version, replayed: r.replayed, pruned: r.pruned, acks };
+  return { sequence: r.sequence, version: r.version, replayed: r.replayed, pruned: r.pruned, acks: ackOut(r.acks) };
 }
 
 /** @returns {import('./checkpointer.js').Resume} */
 export function resumeOut(r) {
-  return { point: r.point, origin: r.origin.tag, skipped: r.origin.tag === 'fallback' ? r.origin.val.skipped : [] };
+  return {
+    point: r.point,
+    origin: r.origin.tag,
+    skipped: r.origin.tag === 'fallback' ? r.origin.val.skipped : [],
+    checkpoint: r.checkpoint ?? null,
+  };
 }
 
 /** @returns {import('./checkpointer.js').Progress} */
 export function progressOut(p) {
-  return p.tag === 'pending' ? { kind: 'pending', pending: p.val } : { kind: 'checkpointed', receipt: receiptOut(p.val) };
+  switch (p.tag) {
+    case 'pending': return { kind: 'pending', pending: p.val };
+    case 'checkpointed': return { kind: 'checkpointed', receipt: receiptOut(p.val) };
+    case 'covered': return { kind: 'covered', acks: ackOut(p.val) };
+    default: throw new TypeError(`unknown progress case ${p.tag}`);
+  }
+}
+
+/** @returns {import('./checkpointer.js').Admission} */
+export function admissionOut(a) {
+  switch (a.tag) {
+    case 'admitted': return { kind: 'admitted', ticket: a.val };
+    case 'covered': return { kind: 'covered', acks: ackOut(a.val) };
+    case 'backpressure': return { kind: 'backpressure', inFlight: a.val };
+    default: throw new TypeError(`unknown admission case ${a.tag}`);
+  }
+}
+
+/** @returns {import('./checkpointer.js').Completion} */
+export function completionOut(c) {
+  return { released: Array.from(c.released), due: c.due };
 }
 
 /** @returns {import('./checkpointer.js').BatchProgress} */
 export function batchProgressOut(b) {
-  return { checkpoints: b.checkpoints.map(receiptOut), pending: b.pending };
+  return { checkpoints: b.checkpoints.map(receiptOut), pending: b.pending, covered: b.covered };
 }

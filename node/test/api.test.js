@@ -315,7 +315,11 @@ describe('Driver', () => {
     assert.equal(changelog.capacity, 16);
     assert.equal(changelog.overflowCount, 0n);
     assert.ok(changelog.events.some((e) => e.kind === 'checkpoint' && e.sequence === 4n));
-    assert.throws(() => driver.recordProcessed({ id: 'old', nextOffset: 1n }, 0n), RegressionError);
+    // At or below the durable offset: a redelivery, acked and skipped. Below a pending message
+    // (not yet durable): a regression.
+    assert.deepEqual(driver.recordProcessed({ id: 'old', nextOffset: 1n }, 0n), { kind: 'covered', acks: { kind: 'acked', count: 1 } });
+    assert.deepEqual(driver.recordProcessed({ id: 'm-49', nextOffset: 50n }, 0n), { kind: 'pending', pending: 1 });
+    assert.throws(() => driver.recordProcessed({ id: 'm-47', nextOffset: 48n }, 0n), (e) => e instanceof RegressionError && e.field === 'offset');
   });
 
   test('close drops pending messages without a write; the checkpointer stays open', () => {

@@ -55,6 +55,48 @@ test('a case records results, fault texts, calls and logs as the README says', (
   assert.equal(records[2].result.ok.watermark['event-time-ms'], '-5');
 });
 
+test('source ops map admissions, completions, state and recovery', () => {
+  const driver = { 'run-id': 'run', stage: 'stage', epoch: '1', policy: 'explicit-flush', 'changelog-capacity': '0', overflow: 'drop-new', 'max-in-flight': '2' };
+  const message = (id, offset, source = '') => ({ id, source, offset, 'event-time-ms': '0' });
+  const state = { sinks: [{ name: 'out', position: '1' }], 'operator-states': [] };
+  const records = playCase({
+    name: 'x', options: OPTIONS, steps: [
+      step('open-driver', { driver }),
+      step('recovered-acks'),
+      step('begin', { message: message('a', '0') }),
+      step('begin', { message: message('q', null, 'p1') }),
+      step('begin', { message: message('c', '1') }),
+      step('complete', { ticket: '2' }),
+      step('complete', { ticket: '1' }),
+      step('flush', { 'now-ms': '3', state }),
+      step('begin', { message: message('a', '0') }),
+      step('resume-point', { 'run-id': 'run', stage: 'stage' }),
+      step('recover-acks', { 'run-id': 'run', stage: 'stage' }),
+      step('record-processed-batch', { messages: [{ id: 'a', 'next-offset': '1', 'event-time-ms': '0' }], 'now-ms': '4' }),
+      step('flush', { 'now-ms': '5', state: null }),
+    ],
+  });
+  const results = records.map((r) => r.result);
+  assert.equal(results[0].ok['resumed-from'].checkpoint, null);
+  assert.deepEqual(results.slice(1, 9), [
+    { ok: { acked: '0' } },
+    { ok: { admitted: '1' } },
+    { ok: { admitted: '2' } },
+    { ok: { backpressure: '2' } },
+    { ok: { released: ['2'], due: true } },
+    { ok: { released: ['1'], due: true } },
+    { ok: { checkpointed: { sequence: '1', version: '1', replayed: false, pruned: '0', acks: { acked: '2' } } } },
+    { ok: { covered: { acked: '1' } } },
+  ]);
+  const { checkpoint } = results[9].ok;
+  assert.deepEqual([checkpoint.sinks, checkpoint.sources.map((s) => s.name)], [state.sinks, ['p1']]);
+  assert.deepEqual(results.slice(10), [
+    { ok: { acked: '2' } },
+    { ok: { checkpoints: [], pending: '0', covered: '1' } },
+    { ok: { pending: '0' } },
+  ]);
+});
+
 test('a step it cannot play is a runner-error and ends the case', () => {
   const records = playCase({ name: 'x', options: OPTIONS, steps: [step('flush', { 'now-ms': '0' }), step('cursor')] });
   assert.equal(records.length, 1);

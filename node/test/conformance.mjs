@@ -34,7 +34,7 @@ function conformanceDir(env = process.env) {
 
 const INTEGERS = new Set([
   'sequence', 'epoch', 'offset', 'event-time-ms', 'position', 'at-ms', 'next-offset', 'now-ms',
-  'max-retained', 'max-checkpoint-bytes', 'changelog-capacity', 'per-batch',
+  'max-retained', 'max-checkpoint-bytes', 'changelog-capacity', 'per-batch', 'max-in-flight', 'ticket',
 ]);
 const camel = (k) => k.replace(/-([a-z0-9])/g, (_, c) => c.toUpperCase());
 const kebab = (k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -49,6 +49,7 @@ export function unhex(text) {
 
 /** An expanded input value as the API takes it. */
 export function input(v, key = '') {
+  if (v === null) return null; // an option's none (a message without offset, flush without state)
   if (Array.isArray(v)) return v.map((x) => input(x, key));
   if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [camel(k), input(x, k)]));
   if (INTEGERS.has(key)) return BigInt(v);
@@ -67,10 +68,26 @@ export function wit(v) {
   return v;
 }
 
-const receipt = (r) => wit({ ...r, acks: r.acks.kind === 'acked' ? { acked: r.acks.count } : { failed: r.acks.message } });
-const resume = (r) => ({ point: wit(r.point), origin: r.origin === 'fallback' ? { fallback: { skipped: wit(r.skipped) } } : r.origin });
-const progress = (p) => (p.kind === 'pending' ? { pending: wit(p.pending) } : { checkpointed: receipt(p.receipt) });
-const batch = (b) => ({ checkpoints: b.checkpoints.map(receipt), pending: wit(b.pending) });
+const ack = (a) => (a.kind === 'acked' ? { acked: wit(a.count) } : { failed: a.message });
+const receipt = (r) => ({ ...wit(r), acks: ack(r.acks) });
+const resume = (r) => ({
+  point: wit(r.point),
+  origin: r.origin === 'fallback' ? { fallback: { skipped: wit(r.skipped) } } : r.origin,
+  checkpoint: wit(r.checkpoint),
+});
+const PROGRESS = {
+  pending: (p) => ({ pending: wit(p.pending) }),
+  checkpointed: (p) => ({ checkpointed: receipt(p.receipt) }),
+  covered: (p) => ({ covered: ack(p.acks) }),
+};
+const progress = (p) => PROGRESS[p.kind](p);
+const batch = (b) => ({ checkpoints: b.checkpoints.map(receipt), pending: wit(b.pending), covered: wit(b.covered) });
+const ADMISSION = {
+  admitted: (a) => ({ admitted: wit(a.ticket) }),
+  covered: (a) => ({ covered: ack(a.acks) }),
+  backpressure: (a) => ({ backpressure: wit(a.inFlight) }),
+};
+const admission = (a) => ADMISSION[a.kind](a);
 
 /** The WIT JSON of a `CheckpointError`: `{case: payload}`, or the bare case without one. */
 export const errorJson = (e) => (e.payload === undefined ? e.code : { [e.code]: wit(e.payload) });
@@ -207,6 +224,7 @@ class Player {
       case 'resume-point': return outcome(() => this.checkpointer().resumePoint(run, stage), resume);
       case 'history': return outcome(() => this.checkpointer().history(run, stage));
       case 'delete': return outcome(() => this.checkpointer().delete(run, stage));
+      case 'recover-acks': return outcome(() => this.checkpointer().recoverAcks(run, stage), ack);
       case 'open-driver': {
         const options = input(step.driver);
         if (!this.handle?.checkpointer) this.reopen('reopening for the driver'); // closes any driver
@@ -223,7 +241,10 @@ class Player {
       }
       case 'record-processed': return outcome(() => this.driver().recordProcessed(input(step.message), BigInt(step['now-ms'])), progress);
       case 'record-processed-batch': return outcome(() => this.driver().recordProcessedBatch(input(step.messages), BigInt(step['now-ms'])), batch);
-      case 'flush': return outcome(() => this.driver().flush(BigInt(step['now-ms'])), progress);
+      case 'begin': return outcome(() => this.driver().begin(input(step.message)), admission);
+      case 'complete': return outcome(() => this.driver().complete(BigInt(step.ticket)));
+      case 'flush': return outcome(() => this.driver().flush(BigInt(step['now-ms']), input(step.state)), progress);
+      case 'recovered-acks': return outcome(() => this.driver().recoveredAcks(), ack);
       case 'changelog': return outcome(() => this.driver().changelog());
       case 'cursor': return outcome(() => this.driver().cursor());
       case 'resumed-from': return outcome(() => this.driver().resumedFrom(), resume);

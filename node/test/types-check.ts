@@ -20,14 +20,17 @@ import {
   compiledModuleCount,
 } from 'pipeline-checkpoint';
 import type {
+  Admission,
   Checkpoint,
   CheckpointInput,
   CommitOutcome,
+  Completion,
   Consumer,
   Corruption,
   Progress,
   Receipt,
   Resume,
+  StageStateInput,
   Storage,
   StoredEntry,
   StorageWrite,
@@ -193,6 +196,28 @@ check(driver.cursor().watermark.offset === 44n, 'driver cursor');
 check(driver.flush(1_700_000_002_000n).kind === 'pending', 'nothing pending');
 driver.close();
 
+// A driver for a source that redelivers, with two partitions, out-of-order work and state.
+const worker = checkpointer.openDriver({ runId: 'run-1', stage: 'sum', epoch: 1n, policy: 'explicit-flush', maxInFlight: 8 });
+const resumed: Resume = worker.resumedFrom();
+check(resumed.checkpoint === null && worker.recoveredAcks().kind === 'acked', 'a fresh worker');
+const taken: bigint[] = [];
+for (const message of [{ id: 'p0-0', source: 'p0', offset: 0 }, { id: 'p1-0', source: 'p1', offset: 0n }]) {
+  const admission: Admission = worker.begin(message);
+  if (admission.kind === 'admitted') taken.push(admission.ticket);
+}
+const completion: Completion = worker.complete(taken[1]);
+check(completion.released.length === 1 && completion.released[0] === taken[1] && !completion.due, 'released');
+worker.complete(taken[0]);
+const stageState: StageStateInput = { sinks: [{ name: 'out', position: 2 }], operatorStates: [{ name: 'sum', state: new Uint8Array([2]) }] };
+const flushed = worker.flush(1_700_000_003_000n, stageState);
+check(flushed.kind === 'checkpointed' && flushed.receipt.acks.kind === 'acked' && flushed.receipt.acks.count === 2, 'flushed');
+const again: Admission = worker.begin({ id: 'p0-0', source: 'p0', offset: 0 });
+check(again.kind === 'covered', 'a redelivery is covered');
+const sources = checkpointer.resumePoint('run-1', 'sum').checkpoint?.sources.map((s) => s.name);
+check(JSON.stringify(sources) === '["p0","p1"]', 'both partitions in the checkpoint');
+check(checkpointer.recoverAcks('run-1', 'sum').kind === 'acked', 'recover acks');
+worker.close();
+
 // The codec, without storage.
 const codec = new Codec();
 const bytes: Uint8Array = codec.encode(stored);
@@ -219,6 +244,10 @@ export function refused(): void {
   checkpointer.openDriver({ runId: 'r', stage: 's', epoch: 1n, policy: 'sometimes' });
   // @ts-expect-error use Checkpointer.open
   new Checkpointer();
+  // @ts-expect-error a message needs an id
+  driver.begin({ source: 'p0', offset: 1 });
+  // @ts-expect-error flush takes the time first, then the state
+  driver.flush({ sinks: [] }, 0n);
   // @ts-expect-error outputs are bigints
   const n: number = receipt.sequence;
   void n;

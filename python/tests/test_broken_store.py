@@ -92,9 +92,13 @@ def test_get_and_history_report_broken_store_too() -> None:
     checkpointer = Checkpointer.open(Lying("get", lambda key: Entry(b"", 0)), None, OPTIONS)
     with pytest.raises(BrokenStore, match="with version 0"):
         checkpointer.get("run", "stage")
-    disordered = Lying("list-keys", lambda prefix: [prefix + "2", prefix + "1"])
+    # History lists the retained copies only when a latest is stored: store one, then lie.
+    disordered = Lying("list-keys", lambda prefix: [prefix + "2", prefix + "1"], nth=0)
+    checkpointer = Checkpointer.open(disordered, None, OPTIONS)
+    checkpointer.write(cp(1))
+    disordered.nth = disordered.calls["list-keys"] + 1
     with pytest.raises(BrokenStore, match="ascending byte order"):
-        Checkpointer.open(disordered, None, OPTIONS).history("run", "stage")
+        checkpointer.history("run", "stage")
 
 
 def test_delete_answered_with_versions_is_broken_store() -> None:

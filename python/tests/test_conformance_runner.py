@@ -29,7 +29,7 @@ CHECKPOINT = {
 }  # fmt: skip
 DRIVER = {
     **IDS, "epoch": "1", "policy": {"per-batch": "2"}, "changelog-capacity": "0",
-    "overflow": "drop-new",
+    "overflow": "drop-new", "max-in-flight": "1024",
 }  # fmt: skip
 CALLS = ["result", "calls"]
 
@@ -89,13 +89,57 @@ def test_driver_ops_crash_and_raw_ops() -> None:
         step("open-driver", driver=DRIVER),
     ])  # fmt: skip
     fresh = {"point": {**IDS, "sequence": "0", "epoch": "0",
-                       "watermark": {"offset": "0", "event-time-ms": "0"}}, "origin": "fresh"}
+                       "watermark": {"offset": "0", "event-time-ms": "0"}}, "origin": "fresh",
+             "checkpoint": None}  # fmt: skip
     assert records[0]["result"] == {"ok": {"resumed-from": fresh}}
     assert records[1]["result"] == {"ok": {"pending": "1"}}
     assert records[2:5] == [
         {"op": "crash"}, {"op": "put-raw"}, {"op": "corrupt", "keys": ["other"]}
     ]  # fmt: skip
     assert records[5]["result"] == {"ok": {"resumed-from": fresh}}  # the pending one was lost
+
+
+def message(id: str, offset: str | None, source: str = "") -> dict:
+    return {"id": id, "source": source, "offset": offset, "event-time-ms": "0"}
+
+
+def test_source_ops_map_admissions_completions_state_and_recovery() -> None:
+    state = {"sinks": [{"name": "out", "position": "1"}], "operator-states": []}
+    records = play("memory", [
+        step("open-driver", driver={**DRIVER, "policy": "explicit-flush", "max-in-flight": "2"}),
+        step("recovered-acks"),
+        step("begin", message=message("a", "0")),
+        step("begin", message=message("q", None, "p1")),
+        step("begin", message=message("c", "1")),
+        step("complete", ticket="2"),
+        step("complete", ticket="1"),
+        step("flush", state=state, **{"now-ms": "3"}),
+        step("begin", message=message("a", "0")),
+        step("resume-point", **IDS),
+        step("recover-acks", **IDS),
+        step("record-processed-batch", messages=[{"id": "a", "next-offset": "1",
+                                                  "event-time-ms": "0"}], **{"now-ms": "4"}),
+    ])  # fmt: skip
+    results = [r["result"] for r in records]
+    assert results[1:9] == [
+        {"ok": {"acked": "0"}},
+        {"ok": {"admitted": "1"}},
+        {"ok": {"admitted": "2"}},
+        {"ok": {"backpressure": "2"}},
+        {"ok": {"released": ["2"], "due": True}},
+        {"ok": {"released": ["1"], "due": True}},
+        {"ok": {"checkpointed": {"sequence": "1", "version": "1", "replayed": False,
+                                 "pruned": "0", "acks": {"acked": "2"}}}},
+        {"ok": {"covered": {"acked": "1"}}},
+    ]  # fmt: skip
+    checkpoint = results[9]["ok"]["checkpoint"]
+    assert (checkpoint["sinks"], [s["name"] for s in checkpoint["sources"]]) == (
+        state["sinks"], ["p1"]
+    )
+    assert results[10:] == [
+        {"ok": {"acked": "2"}},
+        {"ok": {"checkpoints": [], "pending": "0", "covered": "1"}},
+    ]
 
 
 def test_scripted_faults_have_the_readme_texts() -> None:

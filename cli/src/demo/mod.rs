@@ -7,8 +7,10 @@
 //! after the last checkpoint are delivered again. The `Verifier` is the consumer: at each ack it
 //! reads the durable checkpoint through its own connection. The `Report` says what happened.
 
+mod metrics;
 mod report;
 mod source;
+mod stream;
 mod verifier;
 mod worker;
 
@@ -59,9 +61,39 @@ pub struct DemoArgs {
     /// Seed of the crash schedule [default: random, printed in the report].
     #[arg(long)]
     seed: Option<u64>,
+    /// Read a real Redis stream instead of the synthetic source:
+    /// `redis-stream://HOST:PORT[/DB][?partitions=N&group=NAME&stream=NAME]`. The demo adds
+    /// `--messages` entries to new streams and reads them through a consumer group.
+    #[arg(long, value_name = "URL")]
+    source: Option<String>,
+    /// Serve the checkpointers' metrics (docs/metrics.md) in Prometheus text format over HTTP
+    /// on this address, such as `127.0.0.1:9464`, while the demo runs.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
+    /// With --metrics: after the report, keep serving until standard input has a line or
+    /// ends, so that the final values can be scraped.
+    #[arg(long, requires = "metrics")]
+    metrics_hold: bool,
 }
 
 pub fn run(global: &GlobalArgs, out: &Output, args: DemoArgs) -> Result<()> {
+    let Some(addr) = args.metrics else {
+        return run_demo(global, out, args);
+    };
+    metrics::serve(addr, out)?;
+    let hold = args.metrics_hold;
+    let result = run_demo(global, out, args);
+    if hold {
+        metrics::hold(addr, out);
+    }
+    result
+}
+
+fn run_demo(global: &GlobalArgs, out: &Output, args: DemoArgs) -> Result<()> {
+    if let Some(url) = &args.source {
+        let source = stream::parse_source(url).map_err(|e| fail(2, format!("{e:#}")))?;
+        return stream::run(global, out, &args, &source);
+    }
     let started = Instant::now();
     let (store, db_path) = demo_store(global, &args)?;
     let options = global.options(DEMO_MAX_RETAINED);
@@ -137,6 +169,7 @@ pub fn run(global: &GlobalArgs, out: &Output, args: DemoArgs) -> Result<()> {
     let final_offset = verifier.durable_latest()?.map(|c| c.watermark.offset);
     let mut reader = Checkpointer::open(open_store(&store)?, Box::new(NullConsumer), &options)
         .context("opening a checkpointer to read the history")?;
+    reader.set_metrics_store(checkpoint_host::metrics::store_kind(&store));
     let history = reader
         .history(&run_id, STAGE)
         .context("reading the final history")?;

@@ -23,8 +23,9 @@ impl Worker {
         consumer: Box<dyn Consumer>,
     ) -> Result<Self> {
         let storage = open_store(url)?;
-        let checkpointer =
+        let mut checkpointer =
             Checkpointer::open(storage, consumer, options).context("opening the checkpointer")?;
+        checkpointer.set_metrics_store(checkpoint_host::metrics::store_kind(url));
         let mut driver = checkpointer
             .open_driver(driver_options)
             .context("opening the driver")?;

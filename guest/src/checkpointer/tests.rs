@@ -614,6 +614,7 @@ fn history_fails_corrupt_when_the_latest_is_damaged() {
     let mut c = open(3);
     c.write(&at(1, 10), &[]).unwrap();
     c.write(&at(2, 20), &[]).unwrap();
-    c.storage_mut().set_raw(&keys().latest(), b"damaged".to_vec());
+    c.storage_mut()
+        .set_raw(&keys().latest(), b"damaged".to_vec());
     assert!(matches!(c.history("run", "stage"), Err(Error::Corrupt(_))));
 }

@@ -6,6 +6,7 @@ use super::instance::HostState;
 use crate::bindings::storage::{CommitOutcome, Lookup, StorageError, Write};
 use crate::bindings::{consumer, storage, types};
 use crate::error::storage_error_text;
+use crate::metrics::StorageOp;
 
 impl types::Host for HostState {}
 
@@ -23,18 +24,23 @@ fn logged<T>(
 // Answers are passed on as they are: the component checks them against the contract.
 impl storage::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Lookup, StorageError>> {
-        logged("get", self.storage.get(&key))
+        let result = self.metrics.read(StorageOp::Get, || self.storage.get(&key));
+        logged("get", result)
     }
 
     fn commit(
         &mut self,
         writes: Vec<Write>,
     ) -> wasmtime::Result<Result<CommitOutcome, StorageError>> {
-        logged("commit", self.storage.commit(writes))
+        let result = self.metrics.commit(writes, |w| self.storage.commit(w));
+        logged("commit", result)
     }
 
     fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, StorageError>> {
-        logged("list-keys", self.storage.list_keys(&prefix))
+        let result = self
+            .metrics
+            .read(StorageOp::ListKeys, || self.storage.list_keys(&prefix));
+        logged("list-keys", result)
     }
 }
 
@@ -42,6 +48,7 @@ impl consumer::Host for HostState {
     fn ack(&mut self, message_ids: Vec<String>) -> wasmtime::Result<Result<(), String>> {
         let count = message_ids.len();
         let result = self.consumer.ack(message_ids);
+        self.metrics.ack(count, &result);
         if let Err(message) = &result {
             tracing::warn!(count, error = %message, "consumer ack failed; the checkpoint stays durable");
         }

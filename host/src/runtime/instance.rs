@@ -140,6 +140,9 @@ pub(crate) struct HostState {
     pub(super) wasi: Option<WasiCtx>,
     pub(super) table: ResourceTable,
     pub(super) memory: MemoryLimit,
+    /// What the imports record (latencies, sizes, acks); a checkpointer labels it after
+    /// instantiation, other instances leave it disabled.
+    pub(crate) metrics: crate::metrics::StorageMetrics,
 }
 
 /// Enforces `max_memory_bytes` before the pool does, and remembers the last growth it refused

@@ -21,6 +21,7 @@ use crate::consumer::Consumer;
 use crate::error::{Error, RuntimeError, RuntimeErrorKind};
 use crate::storage::Storage;
 
+pub use cache::{ArtifactCacheError, ArtifactCacheErrorKind, CACHE_MAX_BYTES};
 use instance::MemoryLimit;
 pub(crate) use instance::{Exports, HostState, Instance};
 
@@ -64,6 +65,13 @@ pub struct RuntimeConfig {
     /// Where compiled artifacts are cached. `None`: `$CKPT_CACHE_DIR`, else
     /// `$XDG_CACHE_HOME/checkpoint-component`, else `~/.cache/checkpoint-component`; without
     /// any of them nothing is cached.
+    ///
+    /// **The cache is trusted code**: an entry is machine code that runs as this program. So
+    /// the directory is created with mode 0700 and used only if this user owns it, nobody else
+    /// may write it or any directory above it, and it is not a symbolic link; otherwise the
+    /// component is compiled in memory, a warning is logged, and
+    /// [`Runtime::artifact_cache_error`] says why. Entries are pruned, least recently used
+    /// first, to [`CACHE_MAX_BYTES`] in total.
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -101,6 +109,7 @@ pub struct Runtime {
     deadline_ticks: u64,
     source: ArtifactSource,
     artifact_path: Option<PathBuf>,
+    cache_error: Option<ArtifactCacheError>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -109,6 +118,7 @@ impl std::fmt::Debug for Runtime {
             .field("config", &self.config)
             .field("source", &self.source)
             .field("artifact_path", &self.artifact_path)
+            .field("cache_error", &self.cache_error)
             .finish_non_exhaustive()
     }
 }
@@ -165,8 +175,12 @@ impl Runtime {
         start_epoch_ticker(&engine)?;
 
         let cache_dir = config.cache_dir.clone().or_else(cache::default_cache_dir);
-        let (component, source, artifact_path) =
-            cache::load_component(&engine, component, digest, cache_dir.as_deref())?;
+        let cache::Loaded {
+            component,
+            source,
+            path: artifact_path,
+            cache_error,
+        } = cache::load_component(&engine, component, digest, cache_dir.as_deref())?;
         check_fits_pool(&component, &config)?;
 
         let mut linker = Linker::<HostState>::new(&engine);
@@ -210,6 +224,7 @@ impl Runtime {
             deadline_ticks,
             source,
             artifact_path,
+            cache_error,
         })
     }
 
@@ -245,6 +260,14 @@ impl Runtime {
         self.artifact_path.as_deref()
     }
 
+    /// Why the artifact cache directory was refused (another user's, writable by others, a
+    /// symbolic link, not creatable): the component was then compiled in memory, and nothing
+    /// was read from or written to the directory. `None` when the cache was usable or none
+    /// was configured. Fail your own start-up on it if an unusable cache must be fatal.
+    pub fn artifact_cache_error(&self) -> Option<&ArtifactCacheError> {
+        self.cache_error.as_ref()
+    }
+
     /// A fresh store and instance over `storage` and `consumer`, with the export interface `G`
     /// loaded.
     pub(crate) fn instantiate<G: Exports>(
@@ -258,6 +281,7 @@ impl Runtime {
             wasi: None,
             table: ResourceTable::new(),
             memory: MemoryLimit::new(self.config.max_memory_bytes),
+            metrics: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);

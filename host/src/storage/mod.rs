@@ -10,6 +10,8 @@ mod postgres;
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod tls;
 
 pub use memory::MemoryStorage;
 // `self::`: the module shares its name with the `postgres` crate.
@@ -19,7 +21,7 @@ pub use self::postgres::PostgresStorage;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStorage;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStorage;
+pub use sqlite::{GroupCommitStats, SqliteOptions, SqliteStorage};
 
 pub use crate::bindings::storage::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
 
@@ -86,15 +88,18 @@ pub trait Storage: Send + 'static {
 ///   `sqlite://PATH` is accepted too); feature `sqlite` (on by default);
 /// - `postgres://user[:password]@host[:port]/dbname[?params]` (or `postgresql://`) - a
 ///   `PostgresStorage` (parameters such as `schema=NAME`, `connect_timeout_ms`,
-///   `statement_timeout_ms` and `pool_size` are listed there); feature `postgres`;
-/// - `redis://[user:password@]host[:port][/db][?params]` - a `RedisStorage` (parameters such as
-///   `prefix=NAME` and `durability=strict|relaxed` are listed there; `rediss://` is refused);
-///   feature `redis`.
+///   `statement_timeout_ms`, `pool_size`, TLS with `sslmode=verify-full&sslrootcert=PATH` and
+///   `password_file=PATH` are listed there); feature `postgres`;
+/// - `redis://[user[:password]@]host[:port][/db][?params]`, or `rediss://` for TLS - a
+///   `RedisStorage` (parameters such as `prefix=NAME`, `durability=strict|relaxed`,
+///   `tls_ca_file=PATH` and `password_file=PATH` are listed there); feature `redis`.
 ///
-/// Errors never contain the URL's password; [`OpenError::kind`] says what to do.
+/// Errors never contain the URL's password; [`OpenError::kind`] says what to do. See
+/// `docs/deployment.md` for TLS, secrets and the least privileges each store needs.
 pub fn open_storage(url: &str) -> Result<Box<dyn Storage>, OpenError> {
     const ACCEPTED: &str = "accepted: `memory:`, `sqlite:PATH`, \
-        `postgres://USER@HOST[:PORT]/DB[?schema=NAME&...]`, `redis://HOST[:PORT][/DB]`";
+        `postgres://USER@HOST[:PORT]/DB[?schema=NAME&...]`, `redis://HOST[:PORT][/DB]`, \
+        `rediss://HOST[:PORT][/DB]`";
     let shown = redact_url(url);
     let Some((scheme, rest)) = url.split_once(':') else {
         return Err(OpenError::new(
@@ -233,13 +238,19 @@ impl From<anyhow::Error> for OpenError {
 }
 
 /// The URL with any password replaced by `***`, for messages and reports: a store URL may
-/// carry credentials (`postgres://user:secret@host/db`), and errors must not show them.
+/// carry credentials (`postgres://user:secret@host/db`, or `?password=secret`, which the
+/// PostgreSQL client accepts too), and errors must not show them.
 ///
 /// Errs on the side of hiding: the userinfo ends at the last `@` before the first `/`, `?` or
 /// `#` after the first `@`. So a password holding `@`, `/`, `?` or `#` is hidden whole: a URL
 /// should percent-encode them, but the PostgreSQL client reads the userinfo raw, up to the
-/// first `@`.
+/// first `@`. A `password` query parameter is hidden up to the next `&` (or `#`, or the end).
+/// A `password_file=PATH` parameter names a file, not a secret, and is shown.
 pub fn redact_url(url: &str) -> String {
+    redact_query_password(&redact_userinfo(url))
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -257,6 +268,50 @@ pub fn redact_url(url: &str) -> String {
         },
         None => url.to_owned(),
     }
+}
+
+fn redact_query_password(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if key.eq_ignore_ascii_case("password") => {
+                // A fragment after the password stays; the password itself never shows.
+                let fragment = value.find('#').map_or("", |at| &value[at..]);
+                format!("{key}=***{fragment}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
+}
+
+/// `value` of a URL query parameter with its `%XX` escapes decoded (file paths may hold
+/// spaces or `&`); `what` names the parameter in the error.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) fn percent_decode(what: &str, value: &str) -> anyhow::Result<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(byte) = hex else {
+                anyhow::bail!("`{what}` has a bad %-escape: {value:?}");
+            };
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| anyhow::anyhow!("`{what}` is not UTF-8 once decoded"))
 }
 
 /// Checks a batch for repeated keys; shared by the backends so they refuse alike.
@@ -356,6 +411,52 @@ mod tests {
             redact_url("postgres://u@h/db?application_name=a@b"),
             "postgres://u@h/db?application_name=a@b"
         );
+    }
+
+    #[test]
+    fn password_query_parameters_are_hidden_and_password_files_are_shown() {
+        for (url, redacted) in [
+            (
+                "postgres://u@h/db?password=s3cret&schema=x",
+                "postgres://u@h/db?password=***&schema=x",
+            ),
+            (
+                "postgres://u:pw@h/db?sslmode=verify-full&PASSWORD=s3cret",
+                "postgres://u:***@h/db?sslmode=verify-full&PASSWORD=***",
+            ),
+            (
+                "postgres://u@h/db?password=s3cret#f",
+                "postgres://u@h/db?password=***#f",
+            ),
+            // A file's path is not a secret: operators need to see which file was read.
+            (
+                "rediss://app@h:6380/0?password_file=/run/secrets/redis&tls_ca_file=/ca.pem",
+                "rediss://app@h:6380/0?password_file=/run/secrets/redis&tls_ca_file=/ca.pem",
+            ),
+            (
+                "postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem&password_file=/pw",
+                "postgres://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem&password_file=/pw",
+            ),
+            (
+                "rediss://:p@ss@h:1/0?prefix=a",
+                "rediss://:***@h:1/0?prefix=a",
+            ),
+        ] {
+            assert_eq!(redact_url(url), redacted, "{url}");
+            assert!(!redact_url(url).contains("s3cret"), "{url}");
+        }
+    }
+
+    #[cfg(any(feature = "postgres", feature = "redis"))]
+    #[test]
+    fn percent_escapes_in_parameters_are_decoded() {
+        use super::percent_decode;
+        assert_eq!(
+            percent_decode("sslrootcert", "/a%20b/c%26d.pem").expect("valid"),
+            "/a b/c&d.pem"
+        );
+        assert!(percent_decode("sslrootcert", "/a%2").is_err());
+        assert!(percent_decode("sslrootcert", "%zz").is_err());
     }
 
     #[test]

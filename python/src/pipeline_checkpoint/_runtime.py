@@ -4,8 +4,21 @@ One `Runtime` per component file compiles it once and holds one `Linker` whose h
 (the `storage` and `consumer` imports) serve every instance: each call into the guest names the
 `Host` (storage + consumer) it runs for in a thread-local, and the host functions dispatch to
 it. Every checkpointer, driver chain and codec gets its own `Store` and instance, with the Rust
-host's sandbox limits: 64 MiB of linear memory and a 10 s deadline per call (epoch
-interruption, 10 ms resolution); after a trap that instance refuses every further call.
+host's sandbox (`Runtime(max_memory_bytes=, call_deadline_s=)`), and the Rust host's error kinds
+(`Deadline`, `MemoryLimit`, `Trap`, `Unusable`, with the same texts):
+
+- The deadline (10 s per call): epoch interruption inside the guest (10 ms resolution), and a
+  wall-clock check when each store or consumer callback returns, so time spent in a callback
+  counts even when the guest would return without reaching another epoch check, or when the
+  callback held the GIL so long that the epoch ticker could not run. A late answer never reaches
+  the guest: the host function raises instead, which traps the call.
+- The memory limit (64 MiB of linear memory per instance): on Linux this host makes the
+  instances' linear memories itself (wasmtime's host memory creator, `_MemoryCreator`): growth
+  past the limit is refused and remembered, so the trap that usually follows (Rust aborts) is
+  named after the limit, with the sizes, as the Rust host's ResourceLimiter does. Elsewhere
+  wasmtime's store limiter refuses the growth, and the trap is reported as a plain `Trap`.
+- After any failure that instance refuses every further call (`Unusable`); the runtime and
+  every other instance keep serving.
 
 Host limits of wasmtime-py 50 handled here (the adapter relies on wasmtime-py's internals in
 places, so it refuses to load with any other major version):
@@ -48,7 +61,9 @@ import importlib.resources
 import math
 import os
 import platform
+import re
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from importlib.metadata import version as _installed_version
@@ -70,7 +85,15 @@ from wasmtime.component import Component, Linker, ResultType, Variant  # noqa: E
 
 from . import _speedups, _wit  # noqa: E402
 from . import types as t
-from .errors import CheckpointError, ComponentFailure, StorageError
+from .errors import (
+    CheckpointError,
+    ComponentFailure,
+    Deadline,
+    MemoryLimit,
+    StorageError,
+    Trap,
+    Unusable,
+)
 
 PACKAGE = "pipeline:checkpoint"
 VERSION = "0.1.0"
@@ -161,6 +184,16 @@ class Host:
         # A KeyboardInterrupt or SystemExit inside a host function cannot cross the guest; it
         # is kept here and raised again once the guest call returns.
         self.deferred: BaseException | None = None
+        #: `time.monotonic()` by which the call in progress must end (None outside a call).
+        self.deadline: float | None = None
+
+
+class _DeadlinePassed(Exception):
+    """Raised by a host function whose callback returned after the call's deadline: a trap
+    (the instance is unusable after it anyway), recognised by `Instance.call`."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the host call `{what}` returned after the deadline")
 
 
 _current = threading.local()
@@ -192,12 +225,17 @@ def _host_call(what: str, body: Callable[[Host], Any], on_error: Callable[[BaseE
         if host is None:
             return on_error(RuntimeError(f"{what} called outside a checkpoint call"))
         try:
-            return body(host, *args)
+            answer = body(host, *args)
         except Exception as e:  # noqa: BLE001 - every failure becomes the WIT error value
-            return on_error(e)
+            answer = on_error(e)
         except BaseException as e:  # KeyboardInterrupt, SystemExit: re-raised after the call
             host.deferred = e
-            return on_error(e)
+            answer = on_error(e)
+        # Time in the callback counts: a late answer is not handed to the guest (the epoch
+        # deadline alone fires only if the guest reaches another check before it returns).
+        if host.deadline is not None and time.monotonic() > host.deadline:
+            raise _DeadlinePassed(what)
+        return answer
 
     return func
 
@@ -306,6 +344,187 @@ class _EpochTicker:
 
 _TICKER = _EpochTicker()
 
+
+def format_duration(seconds: float) -> str:
+    """Rust's `Debug` of a `Duration` (`200ms`, `10s`, `1.5s`): texts match the Rust host's."""
+    nanos = round(seconds * 1e9)
+
+    def decimal(whole: int, fraction: int, divisor: int) -> str:
+        digits = ""
+        while fraction > 0 and divisor >= 1:
+            digits += str(fraction // divisor)
+            fraction %= divisor
+            divisor //= 10
+        return f"{whole}.{digits}" if digits else str(whole)
+
+    if nanos >= 10**9:
+        return decimal(nanos // 10**9, nanos % 10**9, 10**8) + "s"
+    if nanos >= 10**6:
+        return decimal(nanos // 10**6, nanos % 10**6, 10**5) + "ms"
+    if nanos >= 10**3:
+        return decimal(nanos // 10**3, nanos % 10**3, 100) + "µs"
+    return f"{nanos}ns"
+
+
+def _wit_name(interface: str, name: str) -> str:
+    """The function's name as the Rust host words it: `checkpointer.get`, `codec.validate`."""
+    bare = re.sub(r"^\[[a-z-]+\]", "", name)
+    if "." in bare:
+        return bare
+    return f"{interface.rsplit('/', 1)[-1].split('@', 1)[0]}.{bare}"
+
+
+# --------------------------------------------------------------------------------------------
+# the memory limit: linear memories made by this host (wasmtime's host memory creator), which
+# refuse growth past the limit and remember it
+
+
+class _LinearMemory:
+    """One linear memory: `capacity` bytes reserved (wasmtime's reservation, never moved) plus
+    the guard, of which the first `size` bytes are readable and writable."""
+
+    __slots__ = ("base", "size", "capacity", "length", "limit", "refused")
+
+    def __init__(self, base: int, size: int, capacity: int, length: int, limit: int) -> None:
+        self.base = base
+        self.size = size
+        self.capacity = capacity
+        self.length = length
+        self.limit = limit
+        #: (current, desired) size in bytes of the last growth refused in the current call.
+        self.refused: tuple[int, int] | None = None
+
+
+_PROT_NONE, _PROT_RW = 0, 3
+_MAP_PRIVATE, _MAP_ANONYMOUS, _MAP_NORESERVE = 0x02, 0x20, 0x4000
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+#: Every live memory this host made, by the key wasmtime hands back to the callbacks.
+_MEMORIES: dict[int, _LinearMemory] = {}
+_memories_lock = threading.Lock()
+_memory_keys = iter(range(1, 1 << 62))
+#: The `Instance` being instantiated on this thread: its memories are recorded on it.
+_instantiating = threading.local()
+
+
+def _libc() -> Any:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long
+    ]
+    libc.mprotect.restype = ctypes.c_int
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    libc.munmap.restype = ctypes.c_int
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return libc
+
+
+_LIBC = _libc() if platform.system() == "Linux" else None
+
+
+def _error(message: str) -> int:
+    """A `wasmtime_error_t *` (as an address) for a callback to return."""
+    error = ffi.wasmtime_error_new(message.encode("utf-8", "replace"))
+    return ctypes.cast(error, ctypes.c_void_p).value or 0
+
+
+def _os_error(what: str) -> str:
+    errno = ctypes.get_errno()
+    return f"{what} failed: {os.strerror(errno)} (errno {errno})"
+
+
+@ffi.wasmtime_memory_get_callback_t
+def _memory_get(key: Any, byte_size: Any, maximum_byte_size: Any) -> int:
+    memory = _MEMORIES[key]
+    byte_size[0] = memory.size
+    maximum_byte_size[0] = memory.capacity
+    return memory.base
+
+
+@ffi.wasmtime_memory_grow_callback_t
+def _memory_grow(key: Any, new_size: int) -> int:
+    try:
+        memory = _MEMORIES[key]
+        if new_size > memory.limit:
+            memory.refused = (memory.size, new_size)
+            return _error(
+                f"the memory limit of {memory.limit} bytes refuses to grow the memory from "
+                f"{memory.size} to {new_size} bytes"
+            )
+        if new_size > memory.capacity:
+            return _error(f"cannot grow the memory past its reservation of {memory.capacity} bytes")
+        if new_size > memory.size:
+            assert _LIBC is not None
+            if _LIBC.mprotect(memory.base + memory.size, new_size - memory.size, _PROT_RW) != 0:
+                return _error(_os_error("mprotect"))
+            memory.size = new_size
+        return 0
+    except BaseException as e:  # noqa: BLE001 - nothing may unwind into wasmtime
+        return _error(f"growing the memory failed: {type(e).__name__}: {e}")
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _memory_free(key: Any) -> None:
+    with _memories_lock:
+        memory = _MEMORIES.pop(key, None)
+    if memory is not None and _LIBC is not None:
+        _LIBC.munmap(memory.base, memory.length)
+
+
+class _MemoryCreator:
+    """Makes the linear memories of one engine's instances, capped at `limit` bytes each. The
+    guest sees an ordinary linear memory, laid out as wasmtime's own: its reservation and guard
+    are mapped inaccessible and only the current size is readable and writable. Growth past
+    the limit fails (`memory.grow` returns -1) and is recorded on the memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._callback = ffi.wasmtime_new_memory_callback_t(self._new_memory)
+        self._finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _env: None)
+
+    def install(self, config: wasmtime.Config) -> None:
+        creator = ffi.wasmtime_memory_creator_t()
+        creator.env = None
+        creator.new_memory = self._callback
+        creator.finalizer = self._finalizer
+        ffi.wasmtime_config_host_memory_creator_set(config.ptr(), ctypes.byref(creator))
+
+    def _new_memory(
+        self, _env: Any, _ty: Any, minimum: int, _maximum: int, reserved: int, guard: int, out: Any
+    ) -> int:
+        try:
+            if minimum > self.limit:
+                return _error(
+                    f"the memory limit of {self.limit} bytes refuses an initial memory of "
+                    f"{minimum} bytes"
+                )
+            assert _LIBC is not None
+            capacity = reserved or max(self.limit, minimum)
+            length = capacity + guard
+            flags = _MAP_PRIVATE | _MAP_ANONYMOUS | _MAP_NORESERVE
+            base = _LIBC.mmap(None, length, _PROT_NONE, flags, -1, 0)
+            if base is None or base == _MAP_FAILED:
+                return _error(_os_error("mmap"))
+            if minimum and _LIBC.mprotect(base, minimum, _PROT_RW) != 0:
+                message = _os_error("mprotect")
+                _LIBC.munmap(base, length)
+                return _error(message)
+            memory = _LinearMemory(base, minimum, capacity, length, self.limit)
+            with _memories_lock:
+                key = next(_memory_keys)
+                _MEMORIES[key] = memory
+            owner = getattr(_instantiating, "instance", None)
+            if owner is not None:
+                owner.memories.append(memory)
+            out[0].env = key
+            out[0].get_memory = _memory_get
+            out[0].grow_memory = _memory_grow
+            out[0].finalizer = _memory_free
+            return 0
+        except BaseException as e:  # noqa: BLE001 - nothing may unwind into wasmtime
+            return _error(f"creating a linear memory failed: {type(e).__name__}: {e}")
+
 # --------------------------------------------------------------------------------------------
 # runtime and instances
 
@@ -335,10 +554,16 @@ class Runtime:
         self.call_deadline_s = call_deadline_s
         self.deadline_ticks = max(1, math.ceil(call_deadline_s / EPOCH_TICK_S))
         if not self.path.is_file():
-            raise ComponentFailure(f"component {self.path} not found")
+            raise ComponentFailure(f"component {self.path} not found", kind="Load")
         try:
             config = wasmtime.Config()
             config.epoch_interruption = True
+            #: Makes the linear memories, enforcing the limit (None: wasmtime's store limiter).
+            self.memory_creator = _MemoryCreator(max_memory_bytes) if _LIBC is not None else None
+            if self.memory_creator is not None:
+                # Copy-on-write memory images need wasmtime's own mmap-based memories.
+                config.memory_init_cow = False
+                self.memory_creator.install(config)
             self.engine = wasmtime.Engine(config)
             self.component = Component.from_file(self.engine, str(self.path))
             self.linker = Linker(self.engine)
@@ -351,7 +576,7 @@ class Runtime:
                 self.linker.add_wasip2()
             _define_imports(self.linker)
         except wasmtime.WasmtimeError as e:
-            raise ComponentFailure(f"cannot load component {self.path}: {e}") from e
+            raise ComponentFailure(f"cannot load component {self.path}: {e}", kind="Load") from e
         _TICKER.add(self.engine)
         self._indexes: dict[tuple[str, str], Any] = {}
         self._func_types: dict[tuple[str, str], Any] = {}
@@ -399,33 +624,44 @@ def _cause(e: Exception) -> str:
 class Instance:
     """One store with one instance of the component, serving one `Host`.
 
-    After a trap the instance refuses every further call (`ComponentFailure`)."""
+    After any failure the instance refuses every further call (`Unusable`)."""
 
     def __init__(self, runtime: Runtime, host: Host, *, raise_hostcall_fuel: bool = True) -> None:
         self.runtime = runtime
         self.host = host
         self.store: wasmtime.Store | None = wasmtime.Store(runtime.engine)
-        self.store.set_limits(memory_size=runtime.max_memory_bytes)
+        if runtime.memory_creator is None:
+            self.store.set_limits(memory_size=runtime.max_memory_bytes)
         if runtime.needs_wasi:
             self.store.set_wasi(wasmtime.WasiConfig())
+        #: Why this instance refuses calls (the first sentence of its failure), once it does.
         self.failure: str | None = None
+        #: The linear memories `runtime.memory_creator` made for this instance.
+        self.memories: list[_LinearMemory] = []
         self._busy = False
         self._funcs: dict[tuple[str, str], Any] = {}
         if raise_hostcall_fuel:
             _HOSTCALL_FUEL.apply(self)
+        _instantiating.instance = self
         try:
             # Instantiation runs guest code too (start functions): it gets a deadline.
             self.store.set_epoch_deadline(runtime.deadline_ticks)
             self.instance = runtime.linker.instantiate(self.store, runtime.component)
         except wasmtime.WasmtimeError as e:
-            raise ComponentFailure(f"cannot instantiate component {runtime.path}: {e}") from e
+            raise ComponentFailure(
+                f"cannot instantiate component {runtime.path}: {e}", kind="Instantiate"
+            ) from e
+        finally:
+            _instantiating.instance = None
 
     def call(self, interface: str, name: str, *args: Any) -> Any:
-        """Calls an export; a trap poisons this instance and raises `ComponentFailure`."""
+        """Calls an export under the deadline. A call that does not complete raises `Deadline`,
+        `MemoryLimit` or `Trap`, and the instance answers `Unusable` from then on."""
         if self.store is None:
             raise ComponentFailure("this instance was closed; open a new one")
         if self.failure is not None:
-            raise ComponentFailure(
+            raise Unusable(
+                f"cannot call `{_wit_name(interface, name)}`: this instance of the component is "
                 f"unusable after an earlier failure ({self.failure}); open a new one"
             )
         if self._busy:
@@ -447,27 +683,72 @@ class Instance:
         previous = getattr(_current, "host", None)
         _current.host = self.host
         self._busy = True
+        for memory in self.memories:
+            memory.refused = None
         try:
+            self.host.deadline = time.monotonic() + self.runtime.call_deadline_s
             self.store.set_epoch_deadline(self.runtime.deadline_ticks)
             return func(self.store, *args)
+        except _DeadlinePassed as e:
+            raise self._failed(_wit_name(interface, name), Deadline, str(e), "") from e
         except wasmtime.WasmtimeError as e:
+            wit_name = _wit_name(interface, name)
             cause = _cause(e)
+            refused = [m.refused for m in self.memories if m.refused is not None]
             if "interrupt" in cause:
-                cause = f"ran past its deadline of {self.runtime.call_deadline_s:g}s ({cause})"
-            elif _FUEL_EXHAUSTED in cause and _HOSTCALL_FUEL.offset is None:
+                raise self._failed(wit_name, Deadline, cause, str(e)) from e
+            if refused:
+                raise self._failed(wit_name, MemoryLimit, cause, str(e), refused[-1]) from e
+            if _FUEL_EXHAUSTED in cause and _HOSTCALL_FUEL.offset is None:
                 why = _HOSTCALL_FUEL.problem or "not looked for"
                 cause += (
                     " (wasmtime-py 50 caps the data one call hands the host at about 2.6 MiB of"
                     f" bytes, and this process cannot raise that: {why})"
                 )
-            self.failure = f"{name}: {cause}"
-            raise ComponentFailure(f"{name} did not complete: {cause}\n{e}") from e
+            raise self._failed(wit_name, Trap, cause, str(e)) from e
         finally:
+            self.host.deadline = None
             self._busy = False
             _current.host = previous
             deferred, self.host.deferred = self.host.deferred, None
             if deferred is not None:
                 raise deferred
+
+    def _failed(
+        self,
+        wit_name: str,
+        kind: type[ComponentFailure],
+        cause: str,
+        details: str,
+        refused: tuple[int, int] | None = None,
+    ) -> ComponentFailure:
+        """The error for a call that did not complete, worded as the Rust host words it; from
+        now on the instance refuses calls, naming `context`."""
+        if kind is Deadline:
+            context = (
+                f"the component call `{wit_name}` ran past its deadline of "
+                f"{format_duration(self.runtime.call_deadline_s)} and was interrupted"
+            )
+        elif kind is MemoryLimit:
+            assert refused is not None
+            context = (
+                f"the component call `{wit_name}` trapped after its memory limit of "
+                f"{self.runtime.max_memory_bytes} bytes refused to grow its memory from "
+                f"{refused[0]} to {refused[1]} bytes"
+            )
+        else:
+            context = f"the component call `{wit_name}` trapped"
+        self.failure = context
+        return kind(f"{context}: {cause}" + (f"\n{details}" if details else ""))
+
+    def drop_resource(self, handle: Any) -> None:
+        """Drops a resource handle of this instance. Its destructor is guest code, so it runs
+        under a fresh deadline like a call: the epoch deadline of the last call has long passed
+        once the instance has been idle for longer than `call_deadline_s`."""
+        if self.store is None:
+            raise ComponentFailure("this instance was closed; open a new one")
+        self.store.set_epoch_deadline(self.runtime.deadline_ticks)
+        handle.drop(self.store)
 
     def call_result(self, interface: str, name: str, *args: Any) -> Any:
         """Calls an export that returns `result<T, error>`: the `ok` payload, or raises the

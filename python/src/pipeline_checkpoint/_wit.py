@@ -7,8 +7,8 @@ range raises `InvalidInput` naming the field, so nothing malformed ever reaches 
 ctypes layer would silently wrap an out-of-range int or raise half-way through a call).
 
 wasmtime-py 50 represents a variant "untagged" when its cases' Python classes do not overlap
-(`ack-outcome` arrives as `int | str`, `progress` as `int | Record`, `lookup` as
-`Record | None`) and as `Variant(tag, payload)` otherwise (`error`, `resume-origin`, `policy`).
+(`ack-outcome` arrives as `int | str`, `lookup` and every `option` as `Record | None`) and as
+`Variant(tag, payload)` otherwise (`error`, `resume-origin`, `policy`, `progress`, `admission`).
 The lifting functions below accept both forms, so they do not depend on that rule.
 """
 
@@ -120,6 +120,28 @@ def lower_watermark(w: Any, path: str) -> Record:
     )
 
 
+def _lower_sinks(value: Any, path: str) -> list[Record]:
+    sinks = []
+    for i, s in enumerate(sequence_of(value, path)):
+        sp = f"{path}[{i}]"
+        s = _expect(s, t.SinkPosition, sp)
+        sinks.append(
+            _record(name=string(s.name, f"{sp}.name"), position=u64(s.position, f"{sp}.position"))
+        )
+    return sinks
+
+
+def _lower_states(value: Any, path: str) -> list[Record]:
+    states = []
+    for i, s in enumerate(sequence_of(value, path)):
+        sp = f"{path}[{i}]"
+        s = _expect(s, t.OperatorState, sp)
+        states.append(
+            _record(name=string(s.name, f"{sp}.name"), state=byte_string(s.state, f"{sp}.state"))
+        )
+    return states
+
+
 def lower_checkpoint(c: Any, path: str = "checkpoint") -> Record:
     c = _expect(c, t.Checkpoint, path)
     p = f"{path}." if path != "checkpoint" else ""
@@ -134,20 +156,6 @@ def lower_checkpoint(c: Any, path: str = "checkpoint") -> Record:
                 watermark=lower_watermark(s.watermark, f"{sp}.watermark"),
             )
         )
-    sinks = []
-    for i, s in enumerate(sequence_of(c.sinks, f"{p}sinks")):
-        sp = f"{p}sinks[{i}]"
-        s = _expect(s, t.SinkPosition, sp)
-        sinks.append(
-            _record(name=string(s.name, f"{sp}.name"), position=u64(s.position, f"{sp}.position"))
-        )
-    states = []
-    for i, s in enumerate(sequence_of(c.operator_states, f"{p}operator-states")):
-        sp = f"{p}operator-states[{i}]"
-        s = _expect(s, t.OperatorState, sp)
-        states.append(
-            _record(name=string(s.name, f"{sp}.name"), state=byte_string(s.state, f"{sp}.state"))
-        )
     return _record(
         run_id=string(c.run_id, f"{p}run-id"),
         stage=string(c.stage, f"{p}stage"),
@@ -155,8 +163,8 @@ def lower_checkpoint(c: Any, path: str = "checkpoint") -> Record:
         epoch=u64(c.epoch, f"{p}epoch"),
         watermark=lower_watermark(c.watermark, f"{p}watermark"),
         sources=sources,
-        sinks=sinks,
-        operator_states=states,
+        sinks=_lower_sinks(c.sinks, f"{p}sinks"),
+        operator_states=_lower_states(c.operator_states, f"{p}operator-states"),
         idempotency_key=string(c.idempotency_key, f"{p}idempotency-key"),
         at_ms=u64(c.at_ms, f"{p}at-ms"),
     )
@@ -195,6 +203,7 @@ def lower_driver_options(o: Any) -> Record:
         policy=lower_policy(o.policy),
         changelog_capacity=u32(o.changelog_capacity, "changelog-capacity"),
         overflow=overflow.value,
+        max_in_flight=u32(o.max_in_flight, "max-in-flight"),
     )
 
 
@@ -204,6 +213,28 @@ def lower_message(m: Any, path: str = "message") -> Record:
         id=string(m.id, f"{path}.id"),
         next_offset=u64(m.next_offset, f"{path}.next-offset"),
         event_time_ms=s64(m.event_time_ms, f"{path}.event-time-ms"),
+    )
+
+
+def lower_source_message(m: Any, path: str = "message") -> Record:
+    """A `message` (what `driver.begin` takes); `offset` None lowers to the option's none."""
+    m = _expect(m, t.Message, path)
+    return _record(
+        id=string(m.id, f"{path}.id"),
+        source=string(m.source, f"{path}.source"),
+        offset=None if m.offset is None else u64(m.offset, f"{path}.offset"),
+        event_time_ms=s64(m.event_time_ms, f"{path}.event-time-ms"),
+    )
+
+
+def lower_stage_state(state: Any, path: str = "state") -> Record | None:
+    """An `option<stage-state>`: None, or the record (wasmtime-py lowers it untagged)."""
+    if state is None:
+        return None
+    state = _expect(state, t.StageState, path)
+    return _record(
+        sinks=_lower_sinks(state.sinks, f"{path}.sinks"),
+        operator_states=_lower_states(state.operator_states, f"{path}.operator-states"),
     )
 
 
@@ -277,34 +308,65 @@ def lift_resume(r: Any) -> t.Resume:
         origin = t.Fallback(tuple(lift_corruption(c) for c in _get(payload, "skipped")))
     else:
         raise ValueError(f"unknown resume-origin case {tag!r}")
-    return t.Resume(point=lift_point(_get(r, "point")), origin=origin)
+    checkpoint = _get(r, "checkpoint")  # option<checkpoint>: None or the record
+    if isinstance(checkpoint, Variant):  # tagged, should wasmtime-py ever tag it
+        checkpoint = checkpoint.payload if checkpoint.tag == "some" else None
+    return t.Resume(
+        point=lift_point(_get(r, "point")),
+        origin=origin,
+        checkpoint=None if checkpoint is None else lift_checkpoint(checkpoint),
+    )
+
+
+def lift_ack_outcome(v: Any) -> t.AckOutcome:
+    tag, payload = _case(v, lambda x: ("failed", x) if isinstance(x, str) else ("acked", x))
+    return t.Acked(payload) if tag == "acked" else t.AckFailed(payload)
 
 
 def lift_receipt(r: Any) -> t.Receipt:
-    tag, payload = _case(
-        _get(r, "acks"), lambda v: ("failed", v) if isinstance(v, str) else ("acked", v)
-    )
-    acks: t.AckOutcome = t.Acked(payload) if tag == "acked" else t.AckFailed(payload)
     return t.Receipt(
         sequence=_get(r, "sequence"),
         version=_get(r, "version"),
         replayed=_get(r, "replayed"),
         pruned=_get(r, "pruned"),
-        acks=acks,
+        acks=lift_ack_outcome(_get(r, "acks")),
     )
 
 
 def lift_progress(v: Any) -> t.Progress:
+    # `covered`'s ack-outcome lifts to int | str, overlapping `pending`'s int, so wasmtime-py
+    # tags this variant; the untagged reading is kept for the rule's sake.
     tag, payload = _case(v, lambda x: ("pending", x) if isinstance(x, int) else ("checkpointed", x))
     if tag == "pending":
         return t.Pending(payload)
-    return t.Checkpointed(lift_receipt(payload))
+    if tag == "covered":
+        return t.Covered(lift_ack_outcome(payload))
+    if tag == "checkpointed":
+        return t.Checkpointed(lift_receipt(payload))
+    raise ValueError(f"unknown progress case {tag!r}")
+
+
+def lift_admission(v: Any) -> t.Admission:
+    # `admitted(u64)` and `backpressure(u32)` are both ints: always tagged.
+    tag, payload = _case(v, lambda x: ("covered", x))
+    if tag == "admitted":
+        return t.Admitted(payload)
+    if tag == "covered":
+        return t.Covered(lift_ack_outcome(payload))
+    if tag == "backpressure":
+        return t.Backpressure(payload)
+    raise ValueError(f"unknown admission case {tag!r}")
+
+
+def lift_completion(r: Any) -> t.Completion:
+    return t.Completion(released=tuple(_get(r, "released")), due=_get(r, "due"))
 
 
 def lift_batch_progress(r: Any) -> t.BatchProgress:
     return t.BatchProgress(
         checkpoints=tuple(lift_receipt(x) for x in _get(r, "checkpoints")),
         pending=_get(r, "pending"),
+        covered=_get(r, "covered"),
     )
 
 
@@ -403,9 +465,9 @@ def lower_error(e: CheckpointError) -> Variant:
 def error_of(value: Any) -> Any | None:
     """The `err` payload (a WIT `error` value) of a `result<T, error>`, or None for `ok`.
 
-    Every `T` this WIT returns lifts to a non-`Variant` value, and `error` always lifts to a
-    `Variant`, so wasmtime-py hands the result over untagged; a tagged `ok`/`err` is accepted
-    too (`error` has no case of either name)."""
+    `error` always lifts to a `Variant`. When `T` lifts to something else, wasmtime-py hands the
+    result over untagged; when `T` is a tagged variant too (`progress`, `admission`), the result
+    comes tagged `ok`/`err` (`error` has no case of either name, so the two never mix up)."""
     if isinstance(value, Variant):
         if value.tag == "ok":
             return None

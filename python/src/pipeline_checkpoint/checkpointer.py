@@ -91,6 +91,15 @@ class Checkpointer:
         ids = _wit.strings(batch, "batch")
         return _wit.lift_receipt(self._call("[method]checkpointer.write", cp, ids))
 
+    def recover_acks(self, run_id: str, stage: str) -> t.AckOutcome:
+        """Acks again the ids stored with the checkpoint `resume_point` would resume from (the
+        batch of the write that made it): repairs a crash between a commit and its acks. Acks
+        are idempotent, so this is harmless when they went through. `Acked(0)` when nothing is
+        stored. Fails like `resume_point`; never writes."""
+        return _wit.lift_ack_outcome(
+            self._call("[method]checkpointer.recover-acks", *_ids(run_id, stage))
+        )
+
     def get(self, run_id: str, stage: str) -> t.Checkpoint:
         """The latest checkpoint of (run_id, stage): `NotFound` when none, `Corrupt` when
         damaged. Never writes."""
@@ -116,7 +125,10 @@ class Checkpointer:
 
     def open_driver(self, options: t.DriverOptions) -> "Driver":
         """Opens a driver for one (run-id, stage) on this checkpointer's instance. Fails like
-        `resume_point`, and with `Fenced` when `options.epoch` is below the stored one."""
+        `resume_point`, and with `Fenced` when `options.epoch` is below the stored one. Then
+        acks again the ids stored with the checkpoint it resumes from (`recovered_acks` tells
+        how that went; a failure does not fail the open: they are re-sent with the next
+        checkpoint)."""
         handle = self._call("[method]checkpointer.open-driver", _wit.lower_driver_options(options))
         return Driver(self, handle)
 
@@ -134,7 +146,13 @@ class Checkpointer:
 
 class Driver:
     """Turns processed messages into checkpoints by policy, acking each message once a durable
-    checkpoint covers it. Lives in its checkpointer's instance (`driver.checkpointer`)."""
+    checkpoint covers it. Lives in its checkpointer's instance (`driver.checkpointer`).
+
+    Two ways to feed it: `record_processed` for a log read in order by one worker with no state;
+    `begin` / `complete` / `flush(now_ms, state)` for everything else (queues that redeliver,
+    partitions, workers that finish out of order, operator state and sinks). At a crash, every
+    message taken and not yet covered by a durable checkpoint was never acked: the source
+    delivers it again and the next driver admits it."""
 
     def __init__(self, checkpointer: Checkpointer, handle: Any) -> None:
         self.checkpointer = checkpointer
@@ -155,7 +173,7 @@ class Driver:
         if handle is None or instance.store is None or instance.failure is not None:
             return
         try:
-            handle.drop(instance.store)
+            instance.drop_resource(handle)
         except wasmtime.WasmtimeError as e:
             instance.failure = f"dropping a driver: {e}".splitlines()[0]
             raise ComponentFailure(f"dropping the driver failed: {e}") from e
@@ -167,8 +185,14 @@ class Driver:
         self.close()
 
     def resumed_from(self) -> t.Resume:
-        """Where this driver resumed: read input from `point.watermark.offset`."""
+        """Where this driver resumed: read input from `point.watermark.offset` (and each
+        source's position in `checkpoint.sources`); restore state from `checkpoint`."""
         return _wit.lift_resume(self._call("[method]driver.resumed-from"))
+
+    def recovered_acks(self) -> t.AckOutcome:
+        """What became of the acks that opening this driver sent again for the checkpoint it
+        resumed from (`Acked(0)` when it stored no ids)."""
+        return _wit.lift_ack_outcome(self._call("[method]driver.recovered-acks"))
 
     def cursor(self) -> t.ResumePoint:
         """The sequence, epoch and watermark of the last durable checkpoint this driver knows."""
@@ -199,10 +223,36 @@ class Driver:
             self._call("[method]driver.record-processed-batch", lowered, _wit.u64(now_ms, "now-ms"))
         )
 
-    def flush(self, now_ms: int) -> t.Progress:
-        """Writes a checkpoint for the pending messages, if any (`Pending(0)` and no storage
-        call when none)."""
-        return _wit.lift_progress(self._call("[method]driver.flush", _wit.u64(now_ms, "now-ms")))
+    def begin(self, message: t.Message) -> t.Admission:
+        """Takes a message before it is processed: `Admitted(ticket)` (process it, then
+        `complete(ticket)`), `Covered(acks)` (a durable checkpoint covers it already: skip it;
+        it was acked now) or `Backpressure(n)` (the `max_in_flight` cap: complete and flush
+        earlier work, then offer it again). `Regression` for a message at or below the position
+        of one taken and not yet durable, or with the id of one in flight. Acks covered messages
+        only; no other storage call."""
+        return _wit.lift_admission(
+            self._call("[method]driver.begin", _wit.lower_source_message(message))
+        )
+
+    def complete(self, ticket: int) -> t.Completion:
+        """Marks a taken message done, in any order. Returns the tickets released with this call
+        (their input's completed prefix, oldest first: apply their effects in that order before
+        the next `flush`) and whether a checkpoint is `due`. Never does I/O; an unknown or
+        already completed ticket is `InvalidInput` (field `ticket`)."""
+        return _wit.lift_completion(
+            self._call("[method]driver.complete", _wit.u64(ticket, "ticket"))
+        )
+
+    def flush(self, now_ms: int, state: t.StageState | None = None) -> t.Progress:
+        """Writes a checkpoint covering every released message (and the pending ones of
+        `record_processed`), then acks them. With `state`, the checkpoint carries it (and later
+        ones too, until the next state); without, the last one given (or the resumed
+        checkpoint's). `Pending(0)` and no storage call when nothing is released and the state
+        is unchanged. On a failed write nothing is lost from the driver: flush again."""
+        lowered = _wit.lower_stage_state(state)
+        return _wit.lift_progress(
+            self._call("[method]driver.flush", lowered, _wit.u64(now_ms, "now-ms"))
+        )
 
     def changelog(self) -> t.Changelog:
         """A copy of the driver's recent events."""

@@ -7,8 +7,10 @@ for a component that could not run a call.
   show; this module writes none of it. The payload is on the exception as attributes.
 - `StorageError` and its subclasses are what a `Storage` implementation raises when the backend
   itself fails; the component then answers `StorageFailure` for the call.
-- `ComponentFailure` means the call did not complete (a trap, or a component that could not be
-  loaded). A checkpointer that raised it once refuses further calls: open a new one.
+- `ComponentFailure` means the call did not complete (a trap, the deadline, or a component that
+  could not be loaded); `Deadline`, `MemoryLimit`, `Trap` and `Unusable` are its cases, named as
+  in the Rust host's `RuntimeErrorKind`. A checkpointer that raised it once refuses further
+  calls: open a new one.
 """
 
 from __future__ import annotations
@@ -155,8 +157,48 @@ class BrokenStore(CheckpointError):
 
 
 class ComponentFailure(RuntimeError):
-    """The component could not run the call (trap, or load/instantiation failure). The
-    checkpointer, driver or codec that raised it refuses further calls: open a new one."""
+    """The component could not run the call (trap, deadline, or load/instantiation failure).
+    The checkpointer, driver or codec that raised it refuses further calls: open a new one.
+
+    `kind` names the case as the Rust host's `RuntimeErrorKind` does: `"Deadline"`,
+    `"MemoryLimit"`, `"Trap"` and `"Unusable"` (each with its own subclass), `"Load"`,
+    `"Instantiate"`; `None` for a closed handle or a re-entrant call."""
+
+    kind: str | None = None
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
+
+class Deadline(ComponentFailure):
+    """The call ran past the runtime's `call_deadline_s` (time in store and consumer callbacks
+    counts) and was interrupted. Open a new handle; a store call that hangs is the usual
+    cause."""
+
+    kind = "Deadline"
+
+
+class MemoryLimit(ComponentFailure):
+    """The call trapped after the runtime's `max_memory_bytes` refused to grow the instance's
+    memory. Lower the size limits in the options, or raise the memory limit."""
+
+    kind = "MemoryLimit"
+
+
+class Trap(ComponentFailure):
+    """The component trapped for another reason (a bug, or a store that broke its contract).
+    Open a new handle; report it if it repeats."""
+
+    kind = "Trap"
+
+
+class Unusable(ComponentFailure):
+    """This handle's instance failed earlier (any of the above) and refuses every call: open a
+    new handle."""
+
+    kind = "Unusable"
 
 
 # --------------------------------------------------------------------------------------------

@@ -216,10 +216,14 @@ ResumeOrigin = Union[Latest, Fallback, Fresh]
 
 @dataclass(frozen=True)
 class Resume:
-    """A resume point and where it comes from."""
+    """A resume point, where it comes from, and the whole checkpoint it comes from."""
 
     point: ResumePoint
     origin: ResumeOrigin
+    checkpoint: Checkpoint | None = None
+    """The checkpoint the point comes from (the fallback one after a fallback); `None` when
+    `Fresh`. Restore operator state, sink and source positions from it, so that state and
+    position always come from the same checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -252,8 +256,8 @@ class OverflowPolicy(enum.Enum):
 @dataclass(frozen=True)
 class DriverOptions:
     """How to run a driver for one (run-id, stage). Required, as in the Node host: `run_id`,
-    `stage`, `epoch`, `policy`; optional: `changelog_capacity` (default 0: no changelog) and
-    `overflow` (default `DROP_NEW`)."""
+    `stage`, `epoch`, `policy`; optional: `changelog_capacity` (default 0: no changelog),
+    `overflow` (default `DROP_NEW`) and `max_in_flight` (default 1024)."""
 
     run_id: str
     stage: str
@@ -261,6 +265,76 @@ class DriverOptions:
     policy: Policy
     changelog_capacity: int = 0
     overflow: OverflowPolicy = OverflowPolicy.DROP_NEW
+    max_in_flight: int = 1024
+    """Most messages taken (by `begin` or `record_processed`) and not yet covered by a durable
+    checkpoint, 1 to 4096 (u32). At the cap `begin` answers `Backpressure`. A `PerBatch(n)`
+    above it is `InvalidInput`."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message from a source, before it is processed (`Driver.begin`). Required: `id`;
+    optional: `source` ("" for a stage with one input), `offset` (`None` for a queue without
+    positions: its redeliveries are recognised by id) and `event_time_ms` (0)."""
+
+    id: str
+    """Id to ack once a durable checkpoint covers it (a stream entry id, a delivery tag)."""
+    source: str = ""
+    """The input (partition, stream) it comes from; its position is kept in the checkpoint's
+    `sources` under this name. "": the stage's own input, whose position is the `watermark`."""
+    offset: int | None = None
+    """The message's own position in its input (not the next one), u64; `None`: no position."""
+    event_time_ms: int = 0
+    """Event time in milliseconds (s64)."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """`admission.admitted(ticket)`: process the message, then `Driver.complete(ticket)`."""
+
+    ticket: int
+
+
+@dataclass(frozen=True)
+class Covered:
+    """`admission.covered` / `progress.covered`: a durable checkpoint already covers the message
+    (a redelivery): do not process it again. It has been acked now, with this outcome."""
+
+    acks: AckOutcome
+
+
+@dataclass(frozen=True)
+class Backpressure:
+    """`admission.backpressure(n)`: n messages are taken and not yet durable (the cap). The
+    message was not taken: complete and flush earlier work, then offer it again."""
+
+    in_flight: int
+
+
+Admission = Union[Admitted, Covered, Backpressure]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What `Driver.complete` did: the tickets released with this call, oldest first (apply
+    their effects in this order before the next `flush`), and whether a checkpoint is due."""
+
+    released: tuple[int, ...]
+    due: bool
+
+
+@dataclass(frozen=True)
+class StageState:
+    """The state a checkpoint carries besides its position (`Driver.flush(now_ms, state)`)."""
+
+    sinks: tuple[SinkPosition, ...] = ()
+    operator_states: tuple[OperatorState, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("sinks", "operator_states"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
 
 
 @dataclass(frozen=True)
@@ -286,15 +360,17 @@ class Checkpointed:
     receipt: Receipt
 
 
-Progress = Union[Pending, Checkpointed]
+Progress = Union[Pending, Checkpointed, Covered]
 
 
 @dataclass(frozen=True)
 class BatchProgress:
-    """The checkpoints a batch of messages caused, in order, and how many messages still wait."""
+    """The checkpoints a batch of messages caused, in order, how many messages still wait, and
+    how many a durable checkpoint already covered (acked, not recorded)."""
 
     checkpoints: tuple[Receipt, ...]
     pending: int
+    covered: int = 0
 
 
 class ChangeKind(enum.Enum):

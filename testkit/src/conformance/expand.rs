@@ -22,13 +22,17 @@ const COMPONENT_OPS: &[&str] = &[
     "resume-point",
     "history",
     "delete",
+    "recover-acks",
     "open-driver",
     "record-processed",
     "record-processed-batch",
+    "begin",
+    "complete",
     "flush",
     "changelog",
     "cursor",
     "resumed-from",
+    "recovered-acks",
 ];
 
 /// Ops on the stateless codec: they record their result only.
@@ -45,12 +49,14 @@ fn op_fields(op: &str) -> Option<&'static [&'static str]> {
     Some(match op {
         "open" => &["options"],
         "write" => &["checkpoint", "batch"],
-        "get" | "resume-point" | "history" | "delete" => &["run-id", "stage"],
+        "get" | "resume-point" | "history" | "delete" | "recover-acks" => &["run-id", "stage"],
         "open-driver" => &["driver"],
         "record-processed" => &["message", "now-ms"],
         "record-processed-batch" => &["messages", "now-ms"],
-        "flush" => &["now-ms"],
-        "changelog" | "cursor" | "resumed-from" | "crash" => &[],
+        "begin" => &["message"],
+        "complete" => &["ticket"],
+        "flush" => &["now-ms", "state"],
+        "changelog" | "cursor" | "resumed-from" | "recovered-acks" | "crash" => &[],
         "encode" | "validate" => &["checkpoint"],
         "decode" | "decode-encode" => &["hex", "vector"],
         "chain-signature" => &["checkpoints"],
@@ -331,10 +337,10 @@ impl Context<'_> {
                     wit::checkpoint_json(&wit::checkpoint(field("checkpoint")?)?),
                 );
                 if op == "write" {
-                    put("batch", json!(wit::list(o, "batch", wit::string)?));
+                    put("batch", json!(batch(o)?));
                 }
             }
-            "get" | "resume-point" | "history" | "delete" => {
+            "get" | "resume-point" | "history" | "delete" | "recover-acks" => {
                 put("run-id", text("run-id", "run")?);
                 put("stage", text("stage", "stage")?);
             }
@@ -356,7 +362,26 @@ impl Context<'_> {
                 put("messages", json!(messages));
                 put("now-ms", now()?);
             }
-            "flush" => put("now-ms", now()?),
+            "begin" => put(
+                "message",
+                wit::source_message_json(
+                    &wit::source_message(field("message")?)
+                        .map_err(|e| format!("`message`: {e}"))?,
+                ),
+            ),
+            "complete" => put(
+                "ticket",
+                dec(int::<u64>(field("ticket")?, "u64").map_err(|e| format!("`ticket`: {e}"))?),
+            ),
+            "flush" => {
+                put("now-ms", now()?);
+                let state =
+                    wit::stage_state_option(o.get("state")).map_err(|e| format!("`state`: {e}"))?;
+                put(
+                    "state",
+                    state.as_ref().map_or(Value::Null, wit::stage_state_json),
+                );
+            }
             "decode" => put("hex", json!(hex(&self.bytes(o)?))),
             "chain-signature" => put("checkpoints", json!(checkpoints()?)),
             "resume-point-for-stage" => {
@@ -385,7 +410,7 @@ impl Context<'_> {
                     put(name, value);
                 }
             }
-            _ => {} // crash, changelog, cursor, resumed-from: no inputs
+            _ => {} // crash, changelog, cursor, resumed-from, recovered-acks: no inputs
         }
         let mut record = Vec::new();
         let mut expect = Map::new();
@@ -574,6 +599,23 @@ fn corruption(o: &Map<String, Value>) -> Res<(&'static str, Value)> {
             ))
         }
         _ => Err("`corrupt` takes exactly one of `flip-bit`, `replace` and `truncate`".into()),
+    }
+}
+
+/// A `write` step's batch: a list of ids (default empty), or `{"prefix": s, "count": n}` for
+/// the n ids `s0`, `s1`, ... (large batches a case file should not spell out; n at most 65,536).
+fn batch(o: &Map<String, Value>) -> Res<Vec<String>> {
+    match o.get("batch") {
+        Some(v @ Value::Object(_)) => {
+            let g = object(v, "a generated batch", &["prefix", "count"])?;
+            let prefix = wit::string(g.get("prefix").ok_or("`batch.prefix` is required")?)?;
+            let count = int::<u32>(g.get("count").ok_or("`batch.count` is required")?, "u32")?;
+            if count > 1 << 16 {
+                return Err(format!("`batch.count` {count}: at most 65536"));
+            }
+            Ok((0..count).map(|i| format!("{prefix}{i}")).collect())
+        }
+        _ => wit::list(o, "batch", wit::string),
     }
 }
 

@@ -70,7 +70,7 @@ fn every_op_gets_explicit_inputs() {
     assert_eq!(
         s[0]["driver"],
         json!({"run-id": "run", "stage": "stage", "epoch": "1", "policy": {"per-batch": "2"},
-            "changelog-capacity": "0", "overflow": "drop-new"})
+            "changelog-capacity": "0", "overflow": "drop-new", "max-in-flight": "1024"})
     );
     assert_eq!(
         s[1]["message"],
@@ -104,6 +104,64 @@ fn every_op_gets_explicit_inputs() {
         json!(["result"]),
         "codec ops record no calls"
     );
+}
+
+#[test]
+fn source_driver_ops_get_explicit_inputs() {
+    let case = one_case(json!([
+        {"op": "open-driver", "driver": {"max-in-flight": 8}},
+        {"op": "recovered-acks"},
+        {"op": "begin", "message": {"id": "a", "offset": 4}},
+        {"op": "begin", "message": {"id": "q", "source": "p1", "offset": null, "event-time-ms": -1}},
+        {"op": "complete", "ticket": 2, "expect": {"ok": {"released": [], "due": false}}},
+        {"op": "flush", "now-ms": 5, "state": {"operator-states": [{"name": "sum", "state": "0A"}]}},
+        {"op": "flush"},
+        {"op": "recover-acks", "run-id": "r"},
+    ]));
+    let s = &case["steps"];
+    assert_eq!(s[0]["driver"]["max-in-flight"], json!("8"));
+    assert_eq!(
+        (&s[1]["record"], &s[1]["storage"]),
+        (&json!(["result", "calls"]), &json!([]))
+    );
+    assert_eq!(
+        s[2]["message"],
+        json!({"id": "a", "source": "", "offset": "4", "event-time-ms": "0"})
+    );
+    assert_eq!(
+        s[3]["message"],
+        json!({"id": "q", "source": "p1", "offset": null, "event-time-ms": "-1"})
+    );
+    assert_eq!(s[4]["ticket"], json!("2"));
+    assert_eq!(
+        s[5]["state"],
+        json!({"sinks": [], "operator-states": [{"name": "sum", "state": "0a"}]})
+    );
+    assert_eq!(
+        (&s[5]["now-ms"], &s[6]["state"]),
+        (&json!("5"), &Value::Null)
+    );
+    assert_eq!(
+        (&s[7]["run-id"], &s[7]["stage"]),
+        (&json!("r"), &json!("stage"))
+    );
+    let generated = one_case(
+        json!([{"op": "write", "checkpoint": {"sequence": 1}, "batch": {"prefix": "m-", "count": 3}}]),
+    );
+    assert_eq!(generated["steps"][0]["batch"], json!(["m-0", "m-1", "m-2"]));
+    let step = |s: Value| errors(json!([{"name": "c", "steps": [s]}]));
+    assert!(
+        step(json!({"op": "write", "checkpoint": {"sequence": 1}, "batch": {"prefix": "m", "count": 70000}}))
+            .contains("at most 65536")
+    );
+    assert!(step(json!({"op": "complete"})).contains("`ticket` is required"));
+    assert!(step(json!({"op": "complete", "ticket": -1})).contains("`ticket`: -1 is not a u64"));
+    assert!(
+        step(json!({"op": "begin", "message": {"id": "a", "ofset": 1}}))
+            .contains("unknown field `ofset`")
+    );
+    assert!(step(json!({"op": "flush", "state": {"sink": []}})).contains("unknown field `sink`"));
+    assert!(step(json!({"op": "recovered-acks", "stage": "s"})).contains("unknown field `stage`"));
 }
 
 #[test]

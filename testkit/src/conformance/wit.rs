@@ -10,9 +10,10 @@
 //! WIT with the same serde derives, so [`convert`] carries a value between the two.
 
 use checkpoint_guest::model::{
-    AckOutcome, BatchProgress, ChangeKind, Changelog, Checkpoint, Corruption, DriverOptions, Error,
-    OperatorState, Options, OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, Resume,
-    ResumeOrigin, ResumePoint, SinkPosition, SourcePosition, Watermark,
+    AckOutcome, Admission, BatchProgress, ChangeKind, Changelog, Checkpoint, Completion,
+    Corruption, DriverOptions, Error, Message, OperatorState, Options, OverflowPolicy, Policy,
+    ProcessedMessage, Progress, Receipt, Resume, ResumeOrigin, ResumePoint, SinkPosition,
+    SourcePosition, StageState, Watermark,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -209,23 +210,46 @@ pub fn checkpoint(v: &Value) -> Res<Checkpoint> {
                 watermark: nested(s, "watermark", watermark)?,
             })
         })?,
-        sinks: list(o, "sinks", |s| {
-            let s = object(s, "a sink-position", &["name", "position"])?;
-            Ok(SinkPosition {
-                name: text(s, "name", "")?,
-                position: num(s, "position", Some(0), "u64")?,
-            })
-        })?,
-        operator_states: list(o, "operator-states", |s| {
-            let s = object(s, "an operator-state", &["name", "state"])?;
-            Ok(OperatorState {
-                name: text(s, "name", "")?,
-                state: state_of(s.get("state")).map_err(|e| format!("`state`: {e}"))?,
-            })
-        })?,
+        sinks: list(o, "sinks", sink)?,
+        operator_states: list(o, "operator-states", operator_state)?,
         idempotency_key: text(o, "idempotency-key", "")?,
         at_ms: num(o, "at-ms", Some(0), "u64")?,
     })
+}
+
+/// A `sink-position`; defaults `""`, 0.
+fn sink(v: &Value) -> Res<SinkPosition> {
+    let s = object(v, "a sink-position", &["name", "position"])?;
+    Ok(SinkPosition {
+        name: text(s, "name", "")?,
+        position: num(s, "position", Some(0), "u64")?,
+    })
+}
+
+/// An `operator-state`; defaults `""`, empty state.
+fn operator_state(v: &Value) -> Res<OperatorState> {
+    let s = object(v, "an operator-state", &["name", "state"])?;
+    Ok(OperatorState {
+        name: text(s, "name", "")?,
+        state: state_of(s.get("state")).map_err(|e| format!("`state`: {e}"))?,
+    })
+}
+
+/// A `stage-state`; both lists default to empty.
+pub fn stage_state(v: &Value) -> Res<StageState> {
+    let o = object(v, "a stage-state", &["sinks", "operator-states"])?;
+    Ok(StageState {
+        sinks: list(o, "sinks", sink)?,
+        operator_states: list(o, "operator-states", operator_state)?,
+    })
+}
+
+/// An `option<stage-state>`: absent or `null` is none.
+pub fn stage_state_option(v: Option<&Value>) -> Res<Option<StageState>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => stage_state(v).map(Some),
+    }
 }
 
 /// Checkpointer `options`; absent fields default to `test`, 1 and 65536.
@@ -243,7 +267,11 @@ pub fn options(v: Option<&Value>) -> Res<Options> {
     })
 }
 
-/// `driver-options`; defaults `run`, `stage`, epoch 1, `per-message`, capacity 0, `drop-new`.
+/// The `max-in-flight` of case files that give none: the Python and Node hosts' default.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1024;
+
+/// `driver-options`; defaults `run`, `stage`, epoch 1, `per-message`, capacity 0, `drop-new`,
+/// max-in-flight 1024.
 pub fn driver_options(v: Option<&Value>) -> Res<DriverOptions> {
     let empty = json!({});
     let o = object(
@@ -282,7 +310,7 @@ pub fn driver_options(v: Option<&Value>) -> Res<DriverOptions> {
             "overwrite-oldest" => OverflowPolicy::OverwriteOldest,
             other => return Err(format!("unknown overflow policy {other:?}")),
         },
-        max_in_flight: num(o, "max-in-flight", Some(1024), "u32")?,
+        max_in_flight: num(o, "max-in-flight", Some(DEFAULT_MAX_IN_FLIGHT), "u32")?,
     })
 }
 
@@ -292,6 +320,20 @@ pub fn message(v: &Value) -> Res<ProcessedMessage> {
     Ok(ProcessedMessage {
         id: text(o, "id", "")?,
         next_offset: num(o, "next-offset", Some(0), "u64")?,
+        event_time_ms: num(o, "event-time-ms", Some(0), "s64")?,
+    })
+}
+
+/// A `message` (what `begin` takes); defaults `""`, `""`, no offset (absent or `null`), 0.
+pub fn source_message(v: &Value) -> Res<Message> {
+    let o = object(v, "a message", &["id", "source", "offset", "event-time-ms"])?;
+    Ok(Message {
+        id: text(o, "id", "")?,
+        source: text(o, "source", "")?,
+        offset: match o.get("offset") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(int(v, "u64").map_err(|e| format!("`offset`: {e}"))?),
+        },
         event_time_ms: num(o, "event-time-ms", Some(0), "s64")?,
     })
 }
@@ -353,12 +395,29 @@ pub fn driver_options_json(d: &DriverOptions) -> Value {
         OverflowPolicy::OverwriteOldest => "overwrite-oldest",
     };
     json!({"run-id": d.run_id, "stage": d.stage, "epoch": dec(d.epoch), "policy": policy,
-        "changelog-capacity": dec(d.changelog_capacity), "overflow": overflow})
+        "changelog-capacity": dec(d.changelog_capacity), "overflow": overflow,
+        "max-in-flight": dec(d.max_in_flight)})
 }
 
 /// `processed-message`.
 pub fn message_json(m: &ProcessedMessage) -> Value {
     json!({"id": m.id, "next-offset": dec(m.next_offset), "event-time-ms": dec(m.event_time_ms)})
+}
+
+/// `message`; a missing offset is `null`.
+pub fn source_message_json(m: &Message) -> Value {
+    json!({"id": m.id, "source": m.source, "offset": m.offset.map(dec),
+        "event-time-ms": dec(m.event_time_ms)})
+}
+
+/// `stage-state`.
+pub fn stage_state_json(s: &StageState) -> Value {
+    json!({
+        "sinks": s.sinks.iter().map(|s| json!({"name": s.name, "position": dec(s.position)}))
+            .collect::<Vec<_>>(),
+        "operator-states": s.operator_states.iter()
+            .map(|s| json!({"name": s.name, "state": hex(&s.state)})).collect::<Vec<_>>(),
+    })
 }
 
 /// `resume-point`.
@@ -380,7 +439,8 @@ pub fn resume_json(r: &Resume) -> Value {
         ResumeOrigin::Fallback(f) => json!({"fallback": {
             "skipped": f.skipped.iter().map(corruption_json).collect::<Vec<_>>()}}),
     };
-    json!({"point": point_json(&r.point), "origin": origin})
+    json!({"point": point_json(&r.point), "origin": origin,
+        "checkpoint": r.checkpoint.as_ref().map(checkpoint_json)})
 }
 
 /// `receipt`.
@@ -405,6 +465,20 @@ pub fn ack_json(a: &AckOutcome) -> Value {
         AckOutcome::Acked(n) => json!({"acked": dec(n)}),
         AckOutcome::Failed(m) => json!({"failed": m}),
     }
+}
+
+/// `admission`.
+pub fn admission_json(a: &Admission) -> Value {
+    match a {
+        Admission::Admitted(ticket) => json!({"admitted": dec(ticket)}),
+        Admission::Covered(acks) => json!({"covered": ack_json(acks)}),
+        Admission::Backpressure(n) => json!({"backpressure": dec(n)}),
+    }
+}
+
+/// `completion`.
+pub fn completion_json(c: &Completion) -> Value {
+    json!({"released": c.released.iter().map(dec).collect::<Vec<_>>(), "due": c.due})
 }
 
 /// `batch-progress`.

@@ -28,8 +28,8 @@ mod bindings {
 }
 
 use bindings::exports::pipeline::checkpoint::checkpointer::{
-    self, BatchProgress, Changelog, DriverOptions, Options, ProcessedMessage, Progress, Receipt,
-    Resume,
+    self, AckOutcome, Admission, BatchProgress, Changelog, Completion, DriverOptions, Message,
+    Options, ProcessedMessage, Progress, Receipt, Resume, StageState,
 };
 use bindings::exports::pipeline::checkpoint::codec;
 use bindings::pipeline::checkpoint::types::{Checkpoint, Error, InvalidInput, ResumePoint};
@@ -148,6 +148,10 @@ impl checkpointer::GuestCheckpointer for Hostile {
         misbehave(&run_id)?;
         Ok(0)
     }
+    fn recover_acks(&self, run_id: String, _stage: String) -> Result<AckOutcome, Error> {
+        misbehave(&run_id)?;
+        refuse("recover-acks")
+    }
     fn open_driver(&self, _options: DriverOptions) -> Result<checkpointer::Driver, Error> {
         refuse("open-driver")
     }
@@ -158,8 +162,17 @@ impl checkpointer::GuestDriver for Hostile {
     fn resumed_from(&self) -> Resume {
         unreachable!("no driver is ever opened")
     }
+    fn recovered_acks(&self) -> AckOutcome {
+        unreachable!("no driver is ever opened")
+    }
     fn cursor(&self) -> ResumePoint {
         unreachable!("no driver is ever opened")
+    }
+    fn begin(&self, _message: Message) -> Result<Admission, Error> {
+        refuse("begin")
+    }
+    fn complete(&self, _ticket: u64) -> Result<Completion, Error> {
+        refuse("complete")
     }
     fn record_processed(
         &self,
@@ -175,7 +188,7 @@ impl checkpointer::GuestDriver for Hostile {
     ) -> Result<BatchProgress, Error> {
         refuse("record-processed-batch")
     }
-    fn flush(&self, _now_ms: u64) -> Result<Progress, Error> {
+    fn flush(&self, _state: Option<StageState>, _now_ms: u64) -> Result<Progress, Error> {
         refuse("flush")
     }
     fn changelog(&self) -> Changelog {

@@ -8,13 +8,16 @@
 //!
 //! This file holds the store's type, its opening and the `Storage` calls; the rest is split by
 //! concern, so that each part reads on its own: `url` (parameters and the client config),
+//! `passfile` (the password from a file), `tls` (the connector and its certificate checks),
 //! `schema` (the durability check and migration at open), `session` (pooled sessions, the SQL,
 //! error mapping and retries) and `commit` (one commit attempt, the part that rests on
 //! PostgreSQL's locking rules).
 
 mod commit;
+mod passfile;
 mod schema;
 mod session;
+mod tls;
 mod url;
 
 use std::fmt;
@@ -22,13 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use postgres::NoTls;
 use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
 
 use self::schema::{check_session, migrate};
 use self::session::{Queries, Query, SessionManager, describe, read_attempt};
-use self::url::{describe_target, parse_url};
+use self::url::{TlsMode, describe_target, parse_url};
 use super::{
     CommitOutcome, Lookup, OpenError, OpenErrorKind, Storage, StorageError, Write,
     check_distinct_keys, prefix_successor, sql_lookup,
@@ -48,10 +50,18 @@ use super::{
 /// | `connect_timeout_ms` | 5000 | how long opening a connection may take (libpq's `connect_timeout`, in seconds, is honoured when this is absent); also how long a call waits for a pooled connection before failing with `unavailable` |
 /// | `statement_timeout_ms` | 10000 | the server cancels a statement running longer (the call fails with `timeout`) |
 /// | `pool_size` | 4 | connections shared by every clone of this value (1 to 64) |
+/// | `sslmode` | `disable`, or `verify-full` when `sslrootcert`, `sslcert` or `sslkey` is given | `disable` (plain TCP), `require` (encrypted; the certificate is checked only when `sslrootcert` is given, as libpq does), `verify-ca` (signed by a trusted CA), `verify-full` (signed by a trusted CA and valid for the URL's host name). `allow` and `prefer` are refused: they fall back to plain text without telling |
+/// | `sslrootcert` | the system's trust store | PEM file of the CA(s) to trust (`system`: the system's trust store) |
+/// | `sslcert`, `sslkey` | none | PEM client certificate (chain) and its private key, given together; the key file must not be readable by every user |
+/// | `password_file` | none | a file that holds only the password (one trailing line break is dropped); not with a password in the URL; must not be readable by every user |
+/// | `passfile` | `PGPASSFILE`, else `~/.pgpass` | libpq's password file (`host:port:database:user:password` lines), read when the URL gives no password and no `password_file`; ignored, as by libpq, when missing or open to group or others |
 ///
 /// Every other param is the client library's (`postgres` crate, libpq-style names:
 /// `application_name`, `options`, `keepalives_idle`, `tcp_user_timeout`, `host` with a socket
-/// directory, ...). There is no TLS support in this build: `sslmode=require` fails to connect.
+/// directory, `hostaddr`, ...). Paths may be %-escaped. TLS is rustls (no system OpenSSL);
+/// a certificate that does not verify is refused with the host and the reason
+/// ([`OpenErrorKind::Refused`](crate::storage::OpenErrorKind::Refused)). `docs/deployment.md`
+/// shows TLS, secrets and the minimum grants.
 ///
 /// Each session runs with `synchronous_commit=on` (set at connection start, where it overrides
 /// any role or database setting), so a commit that returned `Ok` is flushed to the server's
@@ -107,33 +117,50 @@ impl PostgresStorage {
     }
 
     fn open_inner(url: &str) -> anyhow::Result<Self> {
-        let settings = parse_url(url)
+        let mut settings = parse_url(url)
             .map_err(|e| OpenError::marked(OpenErrorKind::BadUrl, format!("{e:#}")))?;
         let target = describe_target(&settings.config, &settings.schema);
+        passfile::resolve_password(&mut settings)
+            .with_context(|| format!("cannot get the password for {target}"))?;
+        let connector = tls::connector(&settings.tls)
+            .with_context(|| format!("cannot set up TLS for {target}"))?;
         let queries = Arc::new(Queries::new(&settings.schema));
         let manager = SessionManager {
-            inner: PostgresConnectionManager::new(settings.config.clone(), NoTls),
+            inner: PostgresConnectionManager::new(settings.config.clone(), connector),
             queries,
         };
         // One direct connection, outside the pool: it fails as soon as the server refuses
         // (the pool would keep retrying until its timeout), with the precise error.
-        let mut client = manager.inner.connect().map_err(|e| {
-            let message = format!("cannot connect to {target}: {}", describe(&e));
-            // A server's answer (a refused login, a missing database) is not an outage.
-            if e.as_db_error().is_some() {
-                OpenError::marked(OpenErrorKind::Refused, message)
-            } else {
-                OpenError::marked(OpenErrorKind::Unreachable, message)
-            }
-        })?;
+        let mut client = manager
+            .inner
+            .connect()
+            .map_err(|e| connect_error(&target, settings.tls.mode, &e))?;
         check_session(&mut client).map_err(|e| {
             OpenError::marked(
                 OpenErrorKind::Refused,
                 format!("{target} cannot hold the store: {e:#}"),
             )
         })?;
-        migrate(&mut client, &settings.schema)
-            .with_context(|| format!("cannot prepare the store's schema on {target}"))?;
+        migrate(&mut client, &settings.schema).map_err(|e| {
+            let message = format!("cannot prepare the store's schema on {target}: {e:#}");
+            let denied = e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<postgres::Error>()
+                    .and_then(postgres::Error::code)
+                    == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+            });
+            if denied {
+                OpenError::marked(
+                    OpenErrorKind::Refused,
+                    format!(
+                        "{message} (the role lacks a privilege the store needs: see the \
+                         grants in docs/deployment.md)"
+                    ),
+                )
+            } else {
+                e.context(format!("cannot prepare the store's schema on {target}"))
+            }
+        })?;
         drop(client);
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
@@ -157,6 +184,31 @@ impl PostgresStorage {
             }),
         })
     }
+}
+
+/// Why the first connection failed, and what kind of failure that is: a certificate that does
+/// not verify or a server that refuses (a login, a plain connection where it wants TLS) is
+/// `Refused`, not an outage.
+fn connect_error(target: &str, mode: TlsMode, e: &postgres::Error) -> anyhow::Error {
+    if let Some(reason) = crate::storage::tls::tls_failure(e) {
+        return OpenError::marked(
+            OpenErrorKind::Refused,
+            format!("cannot connect to {target} over TLS (sslmode={mode}): {reason}"),
+        );
+    }
+    let mut message = format!("cannot connect to {target}: {}", describe(e));
+    let Some(db) = e.as_db_error() else {
+        return OpenError::marked(OpenErrorKind::Unreachable, message);
+    };
+    // The server's refusal of a plain connection (pg_hba `hostssl` only) reads
+    // "... no encryption"; say what to change.
+    if mode == TlsMode::Disable && db.message().contains("no encryption") {
+        message.push_str(
+            " (the server accepts this login over TLS only: add sslmode=verify-full and \
+             sslrootcert=CA-FILE to the URL)",
+        );
+    }
+    OpenError::marked(OpenErrorKind::Refused, message)
 }
 
 fn key_of(raw: Vec<u8>) -> Result<String, StorageError> {

@@ -62,12 +62,24 @@ pub(super) fn migrate(client: &mut Client, schema: &str) -> anyhow::Result<()> {
     if !exists {
         tx.batch_execute(&format!("CREATE SCHEMA \"{schema}\""))?;
     }
-    tx.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS \"{schema}\".ckpt_schema (
-             id integer PRIMARY KEY CHECK (id = 1),
-             version integer NOT NULL
-         )"
-    ))?;
+    // Looked up in the catalog rather than CREATE TABLE IF NOT EXISTS, which needs CREATE on
+    // the schema even when the table exists: a role that may only read and write the store's
+    // tables (docs/deployment.md) opens an existing store without it.
+    let has_marker: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE n.nspname = $1 AND c.relname = 'ckpt_schema')",
+            &[&schema],
+        )?
+        .try_get(0)?;
+    if !has_marker {
+        tx.batch_execute(&format!(
+            "CREATE TABLE \"{schema}\".ckpt_schema (
+                 id integer PRIMARY KEY CHECK (id = 1),
+                 version integer NOT NULL
+             )"
+        ))?;
+    }
     let found: Option<i32> = tx
         .query_opt(
             &format!("SELECT version FROM \"{schema}\".ckpt_schema WHERE id = 1"),

@@ -9,9 +9,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::Shared;
 use crate::storage::StorageError;
@@ -118,7 +119,9 @@ impl Session {
 
 /// r2d2's PostgreSQL manager, extended to keep prepared statements with each connection.
 pub(super) struct SessionManager {
-    pub(super) inner: PostgresConnectionManager<NoTls>,
+    /// Plain or TLS as the URL's `sslmode` says (the config's mode decides whether the
+    /// connector is ever called).
+    pub(super) inner: PostgresConnectionManager<MakeRustlsConnect>,
     pub(super) queries: Arc<Queries>,
 }
 

@@ -17,12 +17,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use redis::ErrorKind;
+use redis::{ErrorKind, IntoConnectionInfo as _};
 
 use self::checks::{check_durability, check_schema};
 use self::connection::{LogConnectError, Manager};
-use self::url::parse_url;
+use self::url::{Settings, parse_url};
+use super::tls::{load_certs, read_password_file, read_pem, tls_failure};
 use super::{
     CommitOutcome, Entry, Lookup, OpenError, OpenErrorKind, Storage, StorageError, Write,
     check_distinct_keys,
@@ -31,7 +31,8 @@ use super::{
 /// A [`Storage`] on a Redis server (or a primary reached through a proxy).
 ///
 /// # URL
-/// `redis://[user:password@]host[:port][/db][?param=value&...]`, with these parameters (the
+/// `redis://[user[:password]@]host[:port][/db][?param=value&...]`, or `rediss://` for TLS,
+/// with these parameters (the
 /// client's own `protocol=resp2|resp3` passes through; any other is refused):
 ///
 /// | parameter | default | meaning |
@@ -41,9 +42,15 @@ use super::{
 /// | `io_timeout_ms` | 10000 | bound on each read and write of a command on a connection |
 /// | `pool_size` | 8 | connections kept per store (shared by its clones), 1 to 1024 |
 /// | `durability=strict\|relaxed` | `strict` | see Durability |
+/// | `tls_ca_file=PATH` | the system's trust store | `rediss://` only: PEM file of the CA(s) to trust |
+/// | `tls_cert_file=PATH`, `tls_key_file=PATH` | none | `rediss://` only: PEM client certificate and key, given together; the key file must not be readable by every user |
+/// | `password_file=PATH` | none | a file that holds only the password (one trailing line break is dropped); not with a password in the URL; must not be readable by every user |
 ///
-/// `rediss://` (TLS) is refused: this build's Redis client has no TLS support. Errors never
-/// show the password; they name the server as `host:port db N`.
+/// With `rediss://` the server's certificate is always checked (signed by a trusted CA, valid
+/// for the URL's host; rustls, no system OpenSSL); a certificate that does not verify fails
+/// `open` as [`OpenErrorKind::Refused`] with the host and the reason. Paths may be %-escaped.
+/// Errors never show the password; they name the server as `host:port db N`.
+/// `docs/deployment.md` shows TLS, secrets and the minimum ACL (the commands this store runs).
 ///
 /// # Layout
 /// Every Redis key starts with the hash tag `{NAME}`, so a store's keys share one cluster slot
@@ -141,11 +148,15 @@ impl RedisStorage {
     fn open_inner(url: &str) -> anyhow::Result<Self> {
         let settings = parse_url(url)
             .map_err(|e| OpenError::marked(OpenErrorKind::BadUrl, format!("{e:#}")))?;
-        let client = redis::Client::open(settings.client_url.as_str()).map_err(|e| {
-            OpenError::marked(OpenErrorKind::BadUrl, format!("invalid Redis URL: {e}"))
-        })?;
+        let client = client(&settings)?;
         let info = client.get_connection_info();
-        let server: Arc<str> = format!("{} db {}", info.addr(), info.redis_settings().db()).into();
+        let tls_note = if settings.tls.is_some() { " (TLS)" } else { "" };
+        let server: Arc<str> = format!(
+            "{} db {}{tls_note}",
+            info.addr(),
+            info.redis_settings().db()
+        )
+        .into();
         let manager = Manager {
             client,
             connect_timeout: settings.connect_timeout,
@@ -153,27 +164,35 @@ impl RedisStorage {
         };
         let keys = KeySpace::new(&settings.prefix);
 
-        let mut first = r2d2::ManageConnection::connect(&manager).map_err(|e| {
-            // An answer (wrong password, unknown user) is not an outage: say which it was.
-            if e.code().is_some() || e.kind() == ErrorKind::AuthenticationFailed {
-                OpenError::marked(
-                    OpenErrorKind::Refused,
-                    format!("Redis at {server} refused the connection: {e}"),
-                )
-            } else {
-                OpenError::marked(
-                    OpenErrorKind::Unreachable,
-                    format!(
-                        "Redis at {server} is unavailable: {e} (connect timeout {} ms)",
-                        settings.connect_timeout.as_millis()
-                    ),
-                )
-            }
-        })?;
+        let mut first = r2d2::ManageConnection::connect(&manager)
+            .map_err(|e| connect_error(&server, &settings, false, &e))?;
+        // The client connects lazily: TLS, the login and the server's first answer happen at
+        // the first command, so this one's failure is still a failure to connect.
+        redis::cmd("PING")
+            .query::<String>(&mut first.inner)
+            .map_err(|e| connect_error(&server, &settings, true, &e))?;
         check_durability(&mut first.inner, &server, settings.durability)
             .map_err(|e| OpenError::marked(OpenErrorKind::Refused, format!("{e:#}")))?;
-        check_schema(&mut first.inner, &keys)
-            .with_context(|| format!("Redis at {server}, prefix {:?}", settings.prefix))?;
+        check_schema(&mut first.inner, &keys).map_err(|e| {
+            let denied = e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<redis::RedisError>()
+                    .and_then(redis::RedisError::code)
+                    == Some("NOPERM")
+            });
+            if denied {
+                OpenError::marked(
+                    OpenErrorKind::Refused,
+                    format!(
+                        "Redis at {server}, prefix {:?}: {e:#} (the user's ACL must allow the \
+                         store's commands on the keys {{{}}}:*, see docs/deployment.md)",
+                        settings.prefix, settings.prefix
+                    ),
+                )
+            } else {
+                e.context(format!("Redis at {server}, prefix {:?}", settings.prefix))
+            }
+        })?;
 
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
@@ -192,6 +211,115 @@ impl RedisStorage {
             io_timeout: settings.io_timeout,
         })
     }
+}
+
+/// The client for the URL: its password from `password_file` when given, and for `rediss://`
+/// the CA and client certificate files (checked here, so a bad file is named before any
+/// connection is tried).
+fn client(settings: &Settings) -> anyhow::Result<redis::Client> {
+    let bad_url = |e: redis::RedisError| {
+        OpenError::marked(OpenErrorKind::BadUrl, format!("invalid Redis URL: {e}"))
+    };
+    let mut info = settings
+        .client_url
+        .as_str()
+        .into_connection_info()
+        .map_err(bad_url)?;
+    // No `CLIENT SETINFO` on connect: a least-privilege ACL (docs/deployment.md) need not
+    // allow it, and servers before 7.2 do not know it.
+    let redis = info.redis_settings().clone().set_skip_set_lib_name();
+    info = info.set_redis_settings(redis);
+    if let Some(path) = &settings.password_file {
+        if info.redis_settings().password().is_some() {
+            return Err(OpenError::marked(
+                OpenErrorKind::BadUrl,
+                "the Redis URL gives a password and a `password_file`: give it once".to_owned(),
+            ));
+        }
+        let password = read_password_file(path)?;
+        let redis = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(redis);
+    }
+    let Some(files) = &settings.tls else {
+        return redis::Client::open(info).map_err(bad_url);
+    };
+    let root_cert = match &files.ca_file {
+        Some(path) => {
+            load_certs("CA file", path)?;
+            Some(read_pem("CA file", path, false)?)
+        }
+        None => None,
+    };
+    let client_tls = match &files.client {
+        Some((cert, key)) => {
+            load_certs("client certificate", cert)?;
+            Some(redis::ClientTlsConfig {
+                client_cert: read_pem("client certificate", cert, false)?,
+                client_key: read_pem("client key", key, true)?,
+            })
+        }
+        None => None,
+    };
+    // The Redis client builds its TLS config with rustls's process-wide provider; this build
+    // enables only ring, and installing it (when nothing else did) keeps that working in a
+    // process whose other crates enable a second provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| {
+        OpenError::marked(
+            OpenErrorKind::Refused,
+            format!("cannot set up TLS for Redis: {e}"),
+        )
+    })
+}
+
+/// Why the first connection failed, and what kind of failure it is: a certificate that does
+/// not verify, a refused login or permission, or a TLS port spoken to in plain text is the
+/// operator's to fix (`Refused`); anything else is an outage (`Unreachable`).
+/// `answered`: the TCP connection was made and the failure came with the first command.
+fn connect_error(
+    server: &str,
+    settings: &Settings,
+    answered: bool,
+    e: &redis::RedisError,
+) -> anyhow::Error {
+    if let Some(reason) = tls_failure(e) {
+        return OpenError::marked(
+            OpenErrorKind::Refused,
+            format!("Redis at {server} refused over TLS: {reason}"),
+        );
+    }
+    // An answer (wrong password, unknown user) is not an outage: say which it was.
+    if e.code().is_some() || e.kind() == ErrorKind::AuthenticationFailed {
+        return OpenError::marked(
+            OpenErrorKind::Refused,
+            format!("Redis at {server} refused the connection: {e}"),
+        );
+    }
+    let hint = if settings.tls.is_none()
+        && answered
+        && matches!(e.kind(), ErrorKind::Io | ErrorKind::Parse)
+    {
+        // A TLS-only port accepts the TCP connection, then drops it (or answers with a TLS
+        // alert, which is no Redis reply) at the first plain-text command.
+        " (the server accepted the connection but dropped it, or answered outside Redis's \
+         protocol, at the first command: if this port speaks TLS only, use rediss://)"
+    } else {
+        ""
+    };
+    OpenError::marked(
+        OpenErrorKind::Unreachable,
+        format!(
+            "Redis at {server} is unavailable: {e} (connect timeout {} ms){hint}",
+            settings.connect_timeout.as_millis()
+        ),
+    )
 }
 
 fn parse_version(raw: &[u8]) -> Result<u64, StorageError> {

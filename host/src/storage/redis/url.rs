@@ -1,9 +1,13 @@
-//! The store's URL: its own parameters (`prefix`, the timeouts, `pool_size`, `durability`),
-//! their defaults and limits, and what is left for the Redis client. Apart from the rest
+//! The store's URL: its own parameters (`prefix`, the timeouts, `pool_size`, `durability`, the
+//! TLS files, `password_file`), their defaults and limits, and what is left for the Redis
+//! client. Apart from the rest
 //! because it is pure (no server, so its tests need none) and because it is where the password
 //! passes through: its messages never echo the URL.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::storage::percent_decode;
 
 const DEFAULT_PREFIX: &str = "ckpt";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(5_000);
@@ -26,20 +30,31 @@ pub(super) struct Settings {
     pub(super) io_timeout: Duration,
     pub(super) pool_size: u32,
     pub(super) durability: Durability,
+    /// `rediss://`: TLS, with these files (read at open, not here: this is pure).
+    pub(super) tls: Option<TlsFiles>,
+    /// `password_file=`: a file that holds the password.
+    pub(super) password_file: Option<PathBuf>,
+}
+
+/// The TLS parameters of a `rediss://` URL. The server's certificate is always checked: signed
+/// by a trusted CA and valid for the URL's host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct TlsFiles {
+    /// `tls_ca_file`: the CA(s) to trust; `None` is the system's trust store.
+    pub(super) ca_file: Option<PathBuf>,
+    /// `tls_cert_file` and `tls_key_file`: the client certificate and its key, together.
+    pub(super) client: Option<(PathBuf, PathBuf)>,
 }
 
 pub(super) fn parse_url(url: &str) -> anyhow::Result<Settings> {
     let (scheme, _) = url
         .split_once("://")
         .ok_or_else(|| anyhow::anyhow!("a Redis URL starts with redis://"))?;
-    match scheme {
-        "redis" => {}
-        "rediss" => anyhow::bail!(
-            "rediss:// (Redis over TLS) is not supported: this build's Redis client has no TLS \
-             support; use redis:// on a trusted network or through a TLS tunnel"
-        ),
-        other => anyhow::bail!("{other}:// is not a Redis URL (expected redis://)"),
-    }
+    let tls = match scheme {
+        "redis" => false,
+        "rediss" => true,
+        other => anyhow::bail!("{other}:// is not a Redis URL (expected redis:// or rediss://)"),
+    };
     anyhow::ensure!(
         !url.contains('#'),
         "a Redis URL has no #fragment (put options in ?param=value)"
@@ -52,7 +67,10 @@ pub(super) fn parse_url(url: &str) -> anyhow::Result<Settings> {
         io_timeout: DEFAULT_IO_TIMEOUT,
         pool_size: DEFAULT_POOL_SIZE,
         durability: Durability::Strict,
+        tls: None,
+        password_file: None,
     };
+    let (mut ca_file, mut cert_file, mut key_file) = (None, None, None);
     let mut passed = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -86,13 +104,37 @@ pub(super) fn parse_url(url: &str) -> anyhow::Result<Settings> {
                     _ => anyhow::bail!("durability={value:?}: expected strict or relaxed"),
                 }
             }
+            "tls_ca_file" | "tls_cert_file" | "tls_key_file" | "password_file" => {
+                let path = PathBuf::from(percent_decode(name, value)?);
+                anyhow::ensure!(!value.is_empty(), "{name}: names no file");
+                match name {
+                    "tls_ca_file" => ca_file = Some(path),
+                    "tls_cert_file" => cert_file = Some(path),
+                    "tls_key_file" => key_file = Some(path),
+                    _ => settings.password_file = Some(path),
+                }
+            }
             // The client's own parameter.
             "protocol" => passed.push(pair),
             _ => anyhow::bail!(
                 "unknown Redis URL parameter {name:?} (known: prefix, connect_timeout_ms, \
-                 io_timeout_ms, pool_size, durability, protocol)"
+                 io_timeout_ms, pool_size, durability, tls_ca_file, tls_cert_file, \
+                 tls_key_file, password_file, protocol)"
             ),
         }
+    }
+    let client = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => anyhow::bail!("a client certificate needs both tls_cert_file and tls_key_file"),
+    };
+    if tls {
+        settings.tls = Some(TlsFiles { ca_file, client });
+    } else {
+        anyhow::ensure!(
+            ca_file.is_none() && client.is_none(),
+            "tls_ca_file, tls_cert_file and tls_key_file need TLS: use rediss://"
+        );
     }
     if !passed.is_empty() {
         settings.client_url = format!("{base}?{}", passed.join("&"));
@@ -131,12 +173,40 @@ mod tests {
         assert_eq!(d.client_url, "redis://h/");
         assert_eq!(d.prefix, DEFAULT_PREFIX);
         assert_eq!(d.durability, Durability::Strict);
+        assert_eq!(d.tls, None);
+        assert_eq!(d.password_file, None);
+    }
+
+    #[test]
+    fn rediss_urls_take_their_tls_files_and_a_password_file() {
+        let s = parse_url(
+            "rediss://app@h:6380/0?tls_ca_file=/ca%20dir/ca.pem&tls_cert_file=/c.pem\
+             &tls_key_file=/k.pem&password_file=/run/pw",
+        )
+        .expect("valid URL");
+        assert_eq!(s.client_url, "rediss://app@h:6380/0");
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                ca_file: Some(PathBuf::from("/ca dir/ca.pem")),
+                client: Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem"))),
+            })
+        );
+        assert_eq!(s.password_file, Some(PathBuf::from("/run/pw")));
+        // TLS with the system's trust store and no client certificate.
+        let s = parse_url("rediss://h/").expect("valid URL");
+        assert_eq!(s.tls, Some(TlsFiles::default()));
     }
 
     #[test]
     fn bad_urls_are_refused_without_echoing_the_password() {
         for (url, says) in [
-            ("rediss://u:secret@h/", "TLS"),
+            ("redis://u:secret@h/?tls_ca_file=/ca.pem", "rediss://"),
+            ("rediss://u:secret@h/?tls_cert_file=/c.pem", "both"),
+            ("rediss://u:secret@h/?tls_key_file=/k.pem", "both"),
+            ("rediss://u:secret@h/?tls_ca_file=", "names no file"),
+            ("rediss://u:secret@h/?password_file=%4", "%-escape"),
+            ("redis://u:secret@h/#insecure", "fragment"),
             ("redis://u:secret@h/?prefix=a{b}", "prefix"),
             ("redis://u:secret@h/?prefix=", "prefix"),
             ("redis://u:secret@h/?pool_size=0", "pool_size"),
