@@ -512,7 +512,7 @@ fn run_grouped_schedule(plan: &Plan, runtime: &Runtime) -> Result<u32, String> {
         if let Some(&(gap, after)) = plan.crashes.get(incarnation) {
             disk.crash_at_io(u64::from(gap) * 4, after);
         }
-        let outcomes: Vec<Result<((u64, u64), bool), String>> = std::thread::scope(|scope| {
+        let outcomes: Vec<StageOutcome> = std::thread::scope(|scope| {
             let threads: Vec<_> = stages
                 .iter()
                 .zip(&receipts)
@@ -605,3 +605,7 @@ fn grouped_sqlite_crash_schedules_keep_every_durability_promise() {
         panic!("a grouped schedule broke a durability promise: {e}");
     }
 }
+
+/// One stage's end of an incarnation: its last (sequence, offset) receipt and whether it finished,
+/// or the violation it found.
+type StageOutcome = Result<((u64, u64), bool), String>;

@@ -21,6 +21,7 @@ use super::{OpenError, OpenErrorKind};
 
 /// The crypto provider of every TLS connection the stores make: ring, named explicitly, so a
 /// process whose other crates enable a second provider still gets a working config.
+#[cfg(feature = "postgres")]
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
