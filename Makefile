@@ -11,13 +11,14 @@
 #                   directories + clippy + fmt check
 #   make dist       dist/: the component, the WIT package, the .crate files, the wheel, the npm
 #                   tarball, SHA256SUMS
-#   make bench      P1-P6 side by side in one table, then per-call figures of the three hosts
+#   make bench      P1-P7 (group commit), 1,000 stages and a 16 MiB state side by side in one
+#                   table, then per-call figures of the three hosts
 #   make hostile    the hostile test component -> target/hostile.wasm (host/tests/sandbox.rs)
 #   make clippy     clippy, release, all targets, -D warnings
 #   make fmt-check  rustfmt --check
 #   make fuzz       each cargo-fuzz target for SECONDS seconds (default 60; nightly)
 #   make soak       10,000 crash schedules of each driver path (CRASH_SCHEDULES=N to change), with figures
-#   make reliability  one table: conformance, crash schedules, concurrency, fuzzing (FUZZ_SECONDS), bad inputs, violations
+#   make reliability  one table: conformance, crash schedules, concurrency, power losses, fuzzing (FUZZ_SECONDS), bad inputs, violations
 # CARGO_FLAGS is passed to every cargo build/test (CI uses --locked).
 
 SHELL := bash

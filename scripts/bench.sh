@@ -1,19 +1,46 @@
 #!/usr/bin/env bash
-# `make bench`: P1-P6 and memory side by side in one table (host/benches/checkpoint.rs), then
+# `make bench`: P1-P7 and memory side by side in one table (host/benches/checkpoint.rs), then
 # a small table of the per-call cost of each host on the memory store: the Rust host's figures
 # from that run, and the lines of the Python and Node hosts' own bench scripts when their
 # environments exist. Benchmarks are not tests: a missing host is skipped with a message.
 #
 #   scripts/bench.sh                 # after `make build` (make bench does both)
 #   BENCH_SCALE=0.2 scripts/bench.sh # fewer samples (quicker, noisier); 1.0 is the default
-#   BENCH_ONLY=P1,P4 scripts/bench.sh  # only these sections (P1..P6, mem)
+#   BENCH_ONLY=P1,P4 scripts/bench.sh  # only these sections (P1..P7, big, mem)
 #   BENCH_DIR=/path scripts/bench.sh # where the database files go (default: a temp dir)
+#   BENCH_POSTGRES=0 scripts/bench.sh  # no PostgreSQL server for P7's PostgreSQL rows
+#
+# P7 compares PostgreSQL too: unless CKPT_TEST_POSTGRES_URL names a server, a private one is
+# started for the run (scripts/postgres-server.sh, which installs PostgreSQL when missing) and
+# stopped at the end; if it cannot start, those rows say so.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+pg_root=
+cleanup() {
+    rm -f "$out"
+    if [[ -n $pg_root ]]; then
+        bash scripts/postgres-server.sh stop "$pg_root/postgres" >/dev/null 2>&1 || true
+        rm -rf "$pg_root"
+    fi
+}
+trap cleanup EXIT
+
+wants() { [[ -z ${BENCH_ONLY:-} ]] || grep -qiw "$1" <<<"${BENCH_ONLY//,/ }"; }
+if [[ -z ${CKPT_TEST_POSTGRES_URL:-} && ${BENCH_POSTGRES:-1} == 1 ]] && wants P7; then
+    mkdir -p target/test-servers
+    pg_root=$(mktemp -d "$PWD/target/test-servers/bench-XXXXXX")
+    # The server runs as the `postgres` user, which must reach its data directory.
+    chmod 755 "$pg_root"
+    if url=$(bash scripts/postgres-server.sh start "$pg_root/postgres" 2>"$pg_root/start.log"); then
+        export CKPT_TEST_POSTGRES_URL=$url
+        log "PostgreSQL for P7 at $url"
+    else
+        log "PostgreSQL did not start (P7's PostgreSQL rows are skipped): $(tail -n 3 "$pg_root/start.log")"
+    fi
+fi
 
 log "building and running host/benches/checkpoint.rs (release profile)"
 read -r -a extra_flags <<<"${CKPT_CARGO_FLAGS:-}"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Prints one table of what the suite has shown: conformance cases per backend, crash schedules,
 # concurrency rounds, worker processes killed at random and server outages (on real PostgreSQL
-# and Redis servers started by scripts/with-test-servers.sh), fuzzing, bad inputs, and
-# violations (which must be 0).
+# and Redis servers started by scripts/with-test-servers.sh), power losses on SQLite (writes
+# never synced are lost: host/tests/power_loss.rs), fuzzing, bad inputs, and violations (which
+# must be 0).
 #
-#   scripts/reliability.sh            # CRASH_SCHEDULES=10000, FUZZ_SECONDS=0 (no fuzzing)
+#   scripts/reliability.sh            # CRASH_SCHEDULES=10000, POWER_LOSS_ROUNDS=60, FUZZ_SECONDS=0
 #   (`make reliability` runs it; fuzzing needs rustup's nightly, see scripts/fuzz.sh)
-#   CRASH_SCHEDULES=N FUZZ_SECONDS=S scripts/reliability.sh
+#   CRASH_SCHEDULES=N POWER_LOSS_ROUNDS=R POWER_LOSS_WRITES=W FUZZ_SECONDS=S scripts/reliability.sh
 #
 # Exits non-zero if any part fails or reports a violation.
 set -euo pipefail
@@ -14,18 +15,26 @@ set -euo pipefail
 cd "$REPO_ROOT"
 
 schedules=${CRASH_SCHEDULES:-10000}
+# Rounds per configuration of the power-loss test (12 in `make test`), and checkpoints per stage
+# and incarnation (10 in `make test`): enough here for WAL checkpoints to meet crashes too.
+power_rounds=${POWER_LOSS_ROUNDS:-60}
+power_writes=${POWER_LOSS_WRITES:-40}
 fuzz_seconds=${FUZZ_SECONDS:-0}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 status=0
-CRASH_SCHEDULES=$schedules bash scripts/with-test-servers.sh \
+CRASH_SCHEDULES=$schedules POWER_LOSS_ROUNDS=$power_rounds POWER_LOSS_WRITES=$power_writes \
+    bash scripts/with-test-servers.sh \
     cargo test --release ${CKPT_CARGO_FLAGS:-} -p checkpoint-host --test conformance \
     --test crash_schedules --test crash_schedules_sources --test concurrency --test many_processes --test server_faults \
-    -- --nocapture >"$log" 2>&1 || status=$?
+    --test power_loss -- --nocapture >"$log" 2>&1 || status=$?
 
 conformance=$(grep -m1 '^conformance:' "$log" || echo 'conformance: not run')
 crash=$(grep -m1 '^crash schedules:' "$log" || echo 'crash schedules: not run')
+grouped=$(grep -m1 '^crash schedules (grouped' "$log" || echo 'crash schedules (grouped): not run')
+power=$(grep -m1 '^power loss: ' "$log" || echo 'power loss: not run')
+control=$(grep -m1 '^power loss control' "$log" || echo 'power loss control: not run')
 sources=$(grep -m1 '^crash schedules (sources):' "$log" || echo 'crash schedules (sources): not run')
 concurrency=$(grep -m1 '^concurrency:' "$log" || echo 'concurrency: not run')
 
@@ -47,6 +56,15 @@ per_backend=$(sed -nE 's/.*\(([0-9]+) cases x ([0-9]+) backends.*/\1 cases on ea
 bad_inputs=$(sed -nE 's/.* ([0-9]+) bad inputs answered.*/\1/p' <<<"$conformance")
 crash_run=$(sed -nE 's/^crash schedules: ([0-9]+) run, ([0-9]+) crashes, ([0-9]+) violations.*/\1 schedules, \2 crashes/p' <<<"$crash")
 crash_violations=$(sed -nE 's/.* ([0-9]+) violations.*/\1/p' <<<"$crash")
+grouped_run=$(sed -nE 's/^crash schedules \(grouped[^)]*\): ([0-9]+) run, ([0-9]+) crashes.*/\1 schedules, \2 crashes/p' <<<"$grouped")
+grouped_violations=$(sed -nE 's/.* ([0-9]+) violations.*/\1/p' <<<"$grouped")
+# "power loss: R rounds, C crashes (M mid-workload), A acked checkpoints, L lost, G regressions,
+# F resume failures; W unsynced writes lost (B bytes), K kept, S syncs; N commits in T
+# transactions; V violations"
+power_run=$(sed -nE 's/^power loss: ([0-9]+) rounds, ([0-9]+) crashes \(([0-9]+) mid-workload\), ([0-9]+) acked checkpoints, ([0-9]+) lost, ([0-9]+) regressions, ([0-9]+) resume failures; ([0-9]+) unsynced writes lost.*/\1 rounds, \2 power losses (\3 mid-workload), \4 acked checkpoints: \5 lost, \6 regressions, \7 resume failures; \8 unsynced writes dropped/p' <<<"$power")
+power_groups=$(sed -nE 's/.*; ([0-9]+ commits in [0-9]+ transactions);.*/\1/p' <<<"$power")
+power_violations=$(sed -nE 's/.*; ([0-9]+) violations$/\1/p' <<<"$power")
+control_lost=$(sed -nE 's/^power loss control.*acked checkpoints, ([0-9]+) lost.*/\1/p' <<<"$control")
 sources_run=$(sed -nE 's/^crash schedules \(sources\): ([0-9]+) run, ([0-9]+) crashes, ([0-9]+) transient faults, ([0-9]+) messages, ([0-9]+) redeliveries.*/\1 schedules, \2 crashes, \3 transient faults, \4 messages, \5 redeliveries/p' <<<"$sources")
 sources_violations=$(sed -nE 's/.* ([0-9]+) violations.*/\1/p' <<<"$sources")
 rounds=$(sed -nE 's/^concurrency: ([0-9]+) rounds, ([0-9]+) lost updates.*/\1 rounds of 2-8 writers + 4 writer processes per store/p' <<<"$concurrency")
@@ -60,15 +78,18 @@ printf '\n%-22s %s\n' "check" "result"
 printf '%-22s %s\n' "----------------------" "------------------------------------------------------------"
 printf '%-22s %s\n' "conformance" "${passed:-?} passed; ${per_backend:-?}"
 printf '%-22s %s\n' "crash schedules" "${crash_run:-?}"
+printf '%-22s %s\n' "  grouped, power loss" "${grouped_run:-?} (3 stages on one SQLite file, group commit)"
+printf '%-22s %s\n' "power losses (SQLite)" "${power_run:-?}; ${power_groups:-?}"
+printf '%-22s %s\n' "  control" "synchronous=OFF: ${control_lost:-?} acked checkpoints lost (must be > 0: the test can fail)"
 printf '%-22s %s\n' "redelivering sources" "${sources_run:-?} (exactly-once state and output)"
 printf '%-22s %s\n' "concurrency" "${rounds:-?}"
 printf '%-22s %s\n' "killed processes" "${processes:-?}"
 printf '%-22s %s\n' "server outages" "${outages:-?}"
 printf '%-22s %s\n' "fuzzing" "$fuzz"
 printf '%-22s %s\n' "bad inputs" "${bad_inputs:-?} answered with a named error (no panic, trap or silent success)"
-violations=$(( ${crash_violations:-1} + ${sources_violations:-1} + ${lost:-1} + ${process_damage:-1} ))
-printf '%-22s %s\n' "violations" "$violations (crash-schedule violations of both driver paths + lost updates + losses and regressions of killed processes)"
-if ((status != 0 || violations != 0)); then
+violations=$(( ${crash_violations:-1} + ${sources_violations:-1} + ${grouped_violations:-1} + ${lost:-1} + ${process_damage:-1} + ${power_violations:-1} ))
+printf '%-22s %s\n' "violations" "$violations (crash-schedule violations of both driver paths and of grouped SQLite + lost updates + losses and regressions of killed processes + acked checkpoints lost, regressions and resume failures after power losses)"
+if ((status != 0 || violations != 0 || ${control_lost:-0} == 0)); then
     echo "reliability: FAILED (test exit $status); log follows" >&2
     cat "$log" >&2
     exit 1

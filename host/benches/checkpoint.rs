@@ -1,4 +1,5 @@
-//! `make bench`: every figure of issue 6 (P1-P6 and memory), measured side by side in one run
+//! `make bench`: every figure of issue 6 (P1-P6 and memory) and of issue 15 (P7 group commit,
+//! P6 at 1,000 concurrent stages, a 16 MiB operator state), measured side by side in one run
 //! and printed as one table. BENCHMARKS.md explains what each row measures and what bounds it.
 //!
 //! An own harness rather than criterion: each figure needs a partner measured in the same run
@@ -8,7 +9,9 @@
 //! reported as p50 and p99.
 //!
 //! `BENCH_SCALE` (default 1.0) multiplies every sample count; `BENCH_DIR` picks the directory
-//! of the database files (default: a temporary directory under the system's).
+//! of the database files (default: a temporary directory under the system's);
+//! `CKPT_TEST_POSTGRES_URL` names the PostgreSQL server of P7's PostgreSQL rows
+//! (scripts/bench.sh starts one).
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
@@ -349,13 +352,26 @@ type NativeCheckpointer =
     checkpoint_guest::Checkpointer<checkpoint_guest::MemoryStorage, NativeNullConsumer>;
 
 fn open_sqlite(runtime: &Runtime, path: &Path, max_retained: u32) -> BenchResult<Checkpointer> {
-    let o = SqliteOptions {
-        group_commit: std::env::var("TMP_UNGROUPED").is_err(),
+    open_sqlite_with(runtime, path, max_retained, &SqliteOptions::default())
+}
+
+/// Each commit its own transaction and sync: the store as it was before group commit.
+fn ungrouped() -> SqliteOptions {
+    SqliteOptions {
+        group_commit: false,
         ..SqliteOptions::default()
-    };
+    }
+}
+
+fn open_sqlite_with(
+    runtime: &Runtime,
+    path: &Path,
+    max_retained: u32,
+    store: &SqliteOptions,
+) -> BenchResult<Checkpointer> {
     Ok(Checkpointer::open_in(
         runtime,
-        Box::new(SqliteStorage::open_with(path, &o)?),
+        Box::new(SqliteStorage::open_with(path, store)?),
         Box::new(NullConsumer),
         &options(max_retained),
     )?)
@@ -384,6 +400,9 @@ fn p1_durable_write(
     table: &mut Table,
 ) -> BenchResult<()> {
     let mut checkpointer = open_sqlite(runtime, &dir.join("p1.db"), 3)?;
+    // The same writes on a store that does not group (each commit alone, as before group
+    // commit): a lone writer should not see the difference.
+    let mut alone = open_sqlite_with(runtime, &dir.join("p1-alone.db"), 3, &ungrouped())?;
     let mut raw = OpenOptions::new()
         .create(true)
         .append(true)
@@ -404,6 +423,7 @@ fn p1_durable_write(
     let steady_from = 601u64;
     let mut component = Vec::with_capacity(samples);
     let mut baseline = Vec::with_capacity(samples);
+    let mut component_alone = Vec::with_capacity(samples);
     let mut growth_component = Vec::new();
     let mut growth_baseline = Vec::new();
     let mut growth_wal_like = Vec::new();
@@ -420,6 +440,9 @@ fn p1_durable_write(
         let start = Instant::now();
         append_durably(&mut raw, &bytes)?;
         let append = nanos(start.elapsed());
+        let start = Instant::now();
+        alone.write(&checkpoint, &batch)?;
+        let write_alone = nanos(start.elapsed());
         if growth.contains(&sequence) {
             let start = Instant::now();
             wal_like.write_all(&frames)?;
@@ -430,9 +453,11 @@ fn p1_durable_write(
         } else if sequence >= steady_from {
             component.push(write);
             baseline.push(append);
+            component_alone.push(write_alone);
         }
     }
     let (component, baseline) = (Samples(component), Samples(baseline));
+    let component_alone = Samples(component_alone);
     let (growth_component, growth_baseline, growth_wal_like) = (
         Samples(growth_component),
         Samples(growth_baseline),
@@ -455,6 +480,25 @@ fn p1_durable_write(
         us(component.p99()),
         format!("raw append+fdatasync {}", us(baseline.p99())),
         verdict(component.p99() / baseline.p99(), 1.15, true),
+    );
+    table.row(
+        "P1",
+        "  the same write without group commit (before it), steady state, p50 (p99)",
+        format!(
+            "{} ({})",
+            us(component_alone.p50()),
+            us(component_alone.p99())
+        ),
+        format!(
+            "grouped store {} ({})",
+            us(component.p50()),
+            us(component.p99())
+        ),
+        format!(
+            "grouped/alone {:.2}x (p99 {:.2}x)",
+            component.p50() / component_alone.p50(),
+            component.p99() / component_alone.p99()
+        ),
     );
     table.row(
         "P1",
@@ -1490,6 +1534,18 @@ fn big_state(
         Box::new(NullConsumer),
         &options,
     )?;
+    // The same writes on a store that does not group: SQLite then checkpoints its WAL inside
+    // the commit that crosses 1000 pages (here every commit), where the grouped store's
+    // committer leaves that to its own thread.
+    let mut alone = Checkpointer::open_in(
+        runtime,
+        Box::new(SqliteStorage::open_with(
+            dir.join("big-alone.db"),
+            &ungrouped(),
+        )?),
+        Box::new(NullConsumer),
+        &options,
+    )?;
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let state: Vec<u8> = (0..STATE)
         .map(|_| {
@@ -1506,7 +1562,7 @@ fn big_state(
         .write(true)
         .open(dir.join("big-raw.bin"))?;
     let (mut sqlite, mut baseline) = (Vec::new(), Vec::new());
-    let (mut gets, mut commits) = (Vec::new(), Vec::new());
+    let (mut gets, mut commits, mut sqlite_alone) = (Vec::new(), Vec::new(), Vec::new());
     let mut encoded_len = 0;
     for sequence in 1..=(samples + 2) as u64 {
         let mut checkpoint = small_checkpoint("big", sequence);
@@ -1523,6 +1579,9 @@ fn big_state(
         checkpointer.write(&checkpoint, &batch_of_one(sequence))?;
         let write = nanos(start.elapsed());
         let store = *timings.lock().map_err(|_| "poisoned")?;
+        let start = Instant::now();
+        alone.write(&checkpoint, &batch_of_one(sequence))?;
+        let write_alone = nanos(start.elapsed());
         // The same bytes over the same place of a file that already holds a copy: the
         // cheapest durable write of them (no allocation of new blocks).
         let start = Instant::now();
@@ -1535,11 +1594,12 @@ fn big_state(
             baseline.push(plain);
             gets.push(store.get);
             commits.push(store.commit);
+            sqlite_alone.push(write_alone);
         }
     }
     raw.flush()?;
     let (sqlite, baseline) = (Samples(sqlite), Samples(baseline));
-    let (gets, commits) = (Samples(gets), Samples(commits));
+    let (gets, commits, sqlite_alone) = (Samples(gets), Samples(commits), Samples(sqlite_alone));
     table.row(
         "big",
         &format!(
@@ -1557,6 +1617,17 @@ fn big_state(
             sqlite.p50() / baseline.p50(),
             encoded_len as f64 / sqlite.p50() * 1e3,
             encoded_len as f64 / baseline.p50() * 1e3
+        ),
+    );
+    table.row(
+        "big",
+        "  the same write without group commit (before it: WAL checkpoint inside the commit)",
+        format!("{} ({})", ms(sqlite_alone.p50()), ms(sqlite_alone.p99())),
+        format!("grouped store {}", ms(sqlite.p50())),
+        format!(
+            "grouped/alone {:.2}x; alone/raw {:.2}x",
+            sqlite.p50() / sqlite_alone.p50(),
+            sqlite_alone.p50() / baseline.p50()
         ),
     );
     table.row(

@@ -161,9 +161,11 @@ impl Checkpointer {
     /// crash between a commit and its acks. Never writes.
     pub fn recover_acks(&mut self, run_id: &str, stage: &str) -> Result<AckOutcome, Error> {
         let handle = self.handle;
-        answer(self.instance.call("checkpointer.recover-acks", |g, s| {
-            g.checkpointer().call_recover_acks(s, handle, run_id, stage)
-        })?)
+        self.metrics.call(Call::RecoverAcks, || {
+            answer(self.instance.call("checkpointer.recover-acks", |g, s| {
+                g.checkpointer().call_recover_acks(s, handle, run_id, stage)
+            })?)
+        })
     }
 
     /// Opens a driver for one (run-id, stage); the driver keeps this checkpointer (reach it

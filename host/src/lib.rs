@@ -7,6 +7,10 @@
 //! component once (cached on disk) and gives every handle its own sandboxed instance, with a
 //! memory limit and a deadline on every call.
 //!
+//! For sources that redeliver and stages with state and output, [`sources`] has a Redis
+//! Streams consumer group (`sources::redis_streams`, feature `redis`) and [`sinks`] has
+//! exactly-once tables (SQLite, PostgreSQL) whose position is recorded in the checkpoint.
+//!
 //! ```no_run
 //! use checkpoint_host::consumer::NullConsumer;
 //! use checkpoint_host::storage::open_storage;

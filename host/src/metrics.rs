@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use ::metrics::{Counter, Histogram, Key, Label, Level, Metadata, SharedString, Unit};
 
 use crate::bindings::checkpointer_api::{
-    Admission, BatchProgress, Completion, Progress, Receipt, Resume, ResumeOrigin,
+    AckOutcome, Admission, BatchProgress, Completion, Progress, Receipt, Resume, ResumeOrigin,
 };
 use crate::bindings::storage::{CommitOutcome, StorageError, Write, WriteOp};
 use crate::bindings::types::{Checkpoint, Error as CheckpointError};
@@ -224,6 +224,7 @@ pub(crate) enum Call {
     ResumePoint,
     History,
     Delete,
+    RecoverAcks,
     OpenDriver,
     RecordProcessed,
     RecordProcessedBatch,
@@ -232,7 +233,7 @@ pub(crate) enum Call {
     Flush,
 }
 
-const CALLS: usize = 12;
+const CALLS: usize = 13;
 
 /// Which duration histogram a call goes to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -252,6 +253,7 @@ impl Call {
             Call::ResumePoint => "resume_point",
             Call::History => "history",
             Call::Delete => "delete",
+            Call::RecoverAcks => "recover_acks",
             Call::OpenDriver => "open_driver",
             Call::RecordProcessed => "record_processed",
             Call::RecordProcessedBatch => "record_processed_batch",
@@ -267,7 +269,9 @@ impl Call {
                 Class::Write
             }
             Call::Get | Call::ResumePoint | Call::History | Call::OpenDriver => Class::Read,
-            Call::Open | Call::Delete | Call::Begin | Call::Complete => Class::Untimed,
+            Call::Open | Call::Delete | Call::RecoverAcks | Call::Begin | Call::Complete => {
+                Class::Untimed
+            }
         }
     }
 }
@@ -341,6 +345,7 @@ impl Observed for Vec<Checkpoint> {}
 impl Observed for u32 {}
 impl Observed for Admission {}
 impl Observed for Completion {}
+impl Observed for AckOutcome {}
 /// An opened checkpointer: its instance and handle.
 impl<A, B> Observed for (A, B) {}
 
@@ -592,6 +597,7 @@ mod tests {
             Call::ResumePoint,
             Call::History,
             Call::Delete,
+            Call::RecoverAcks,
             Call::OpenDriver,
             Call::RecordProcessed,
             Call::RecordProcessedBatch,

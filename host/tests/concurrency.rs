@@ -1,6 +1,7 @@
 //! Concurrent writers on one (run-id, stage): 2 to 8 threads, each with its own instance of the
-//! component and its own connection (on SQLite, its own connection to one file), with different
-//! and sometimes equal epochs; also on Redis (each writer its own pool, one key prefix per round)
+//! component and its own store handle (on SQLite, its own handle on one file: grouped, their
+//! commits sharing transactions and syncs, and again each committing alone), with different
+//! and sometimes equal epochs; on SQLite also 32 stages writing at once beside such a race; also on Redis (each writer its own pool, one key prefix per round)
 //! and PostgreSQL (each writer its own pool, one schema per round) when their shared servers run.
 //! On SQLite, Redis and PostgreSQL also as separate processes (this test binary re-run as a
 //! writer, `race_child_writer`). Every writer loops: read the resume point, write the next

@@ -21,6 +21,7 @@ use checkpoint_testkit::servers::{self as common, ServerKind};
 
 use std::collections::BTreeSet;
 use std::fs::File;
+use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -286,7 +287,9 @@ fn the_readme_example_keeps_its_total_and_output_exact_across_kills() {
     let crash_free_totals: Vec<i64> = crash_free_rows.iter().map(|r| r.2).collect();
     let total = checkpointed_total(&killed_dir);
     let pending = killed_input.pending();
-    println!(
+    // Straight to stderr, past libtest's capture: `make test` shows the figures.
+    let _ = writeln!(
+        std::io::stderr().lock(),
         "README Redis Streams example: {entries} entries, {kills} kills over {starts} starts; \
          total {total} (crash-free run {}, expected {}); sink rows {} ({duplicates} \
          duplicates, {missing} missing); pending at the end {pending}; throughput crash-free \

@@ -1015,7 +1015,9 @@ fn run_scenario(scenario: &'static Scenario) {
         scenario.batch,
     );
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
-    println!(
+    // Straight to stderr, past libtest's capture: `make test` shows the figures.
+    let _ = writeln!(
+        std::io::stderr().lock(),
         "redis streams [{what}]: {entries} entries ({} added during the run), {} kills ({} \
          at a random moment, {} between the durable write and the ack, {} between the sink \
          commit and the checkpoint) over {} starts; {} deliveries ({} covered and acked again, \

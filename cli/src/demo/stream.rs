@@ -319,8 +319,10 @@ impl Worker {
         options.block = std::time::Duration::from_millis(200);
         let source = RedisStreams::open(setup.redis_url, options).context("opening the streams")?;
         let consumer = acks.consumer(source.consumer());
-        let checkpointer = Checkpointer::open(open_store(setup.store)?, consumer, setup.options)
-            .context("opening the checkpointer")?;
+        let mut checkpointer =
+            Checkpointer::open(open_store(setup.store)?, consumer, setup.options)
+                .context("opening the checkpointer")?;
+        checkpointer.set_metrics_store(checkpoint_host::metrics::store_kind(setup.store));
         let mut driver = checkpointer
             .open_driver(setup.driver_options)
             .context("opening the driver")?;
