@@ -14,6 +14,7 @@
 #   make bench      P1-P7 (group commit), 1,000 stages and a 16 MiB state side by side in one
 #                   table, then per-call figures of the three hosts
 #   make hostile    the hostile test component -> target/hostile.wasm (host/tests/sandbox.rs)
+#   make floor      the floor component -> target/floor.wasm (each host's floor rows in make bench)
 #   make clippy     clippy, release, all targets, -D warnings
 #   make fmt-check  rustfmt --check
 #   make fuzz       each cargo-fuzz target for SECONDS seconds (default 60; nightly)
@@ -99,8 +100,16 @@ test-python: build hostile
 test-node: build hostile
 	bash node/run-tests.sh
 
+# The floor component that the benchmarks time each host's write and get against
+# (tests/floor-guest, own workspace) -> target/floor.wasm. Like the real guest, built with
+# panic=immediate-abort, so it imports only storage and consumer. Not part of `test`.
+.PHONY: floor
+floor: setup
+	bash scripts/build-guest.sh --manifest-path tests/floor-guest/Cargo.toml --package floor-guest \
+		--target-dir target/floor --out target/floor.wasm
+
 # Benchmarks (never part of `test`): one table, every figure measured side by side in one run.
-bench: build
+bench: build floor
 	bash scripts/bench.sh
 
 clippy:

@@ -2,80 +2,107 @@
 # `make bench`: P1-P7 and memory side by side in one table (host/benches/checkpoint.rs), then
 # a small table of the per-call cost of each host on the memory store: the Rust host's figures
 # from that run, and the lines of the Python and Node hosts' own bench scripts when their
-# environments exist. Benchmarks are not tests: a missing host is skipped with a message.
+# environments exist; then each host's write and get against its floor (the floor component,
+# target/floor.wasm from `make floor`, making the same import calls and nothing else).
+# Benchmarks are not tests: a missing host is skipped with a message.
 #
 #   scripts/bench.sh                 # after `make build` (make bench does both)
 #   BENCH_SCALE=0.2 scripts/bench.sh # fewer samples (quicker, noisier); 1.0 is the default
-#   BENCH_ONLY=P1,P4 scripts/bench.sh  # only these sections (P1..P7, big, mem)
+#   BENCH_ONLY=P1,P4 scripts/bench.sh  # only these sections (P1..P7, floor, tls, big, mem)
 #   BENCH_DIR=/path scripts/bench.sh # where the database files go (default: a temp dir)
-#   BENCH_POSTGRES=0 scripts/bench.sh  # no PostgreSQL server for P7's PostgreSQL rows
+#   BENCH_SERVERS=0 scripts/bench.sh   # no servers: P7's PostgreSQL rows and the tls rows say so
+#                                      # (BENCH_POSTGRES=0, its older name, works too)
 #
-# P7 compares PostgreSQL too: unless CKPT_TEST_POSTGRES_URL names a server, a private one is
-# started for the run (scripts/postgres-server.sh, which installs PostgreSQL when missing) and
-# stopped at the end; if it cannot start, those rows say so.
+# P7 compares PostgreSQL too, and the tls section measures TLS against plain on PostgreSQL and
+# Redis. Unless the caller names servers (CKPT_TEST_POSTGRES_URL or CKPT_TEST_REDIS_URL, with
+# CKPT_TEST_POSTGRES_TLS_URL / CKPT_TEST_REDIS_TLS_URL for the tls rows), this script runs
+# itself again under scripts/with-test-servers.sh, which starts both servers with TLS on
+# loopback (installing them when missing), exports their plain and TLS URLs and stops them at
+# the end. If they cannot start, the bench runs without them and those rows say so.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-out=$(mktemp)
-pg_root=
-cleanup() {
-    rm -f "$out"
-    if [[ -n $pg_root ]]; then
-        bash scripts/postgres-server.sh stop "$pg_root/postgres" >/dev/null 2>&1 || true
-        rm -rf "$pg_root"
-    fi
-}
-trap cleanup EXIT
-
 wants() { [[ -z ${BENCH_ONLY:-} ]] || grep -qiw "$1" <<<"${BENCH_ONLY//,/ }"; }
-if [[ -z ${CKPT_TEST_POSTGRES_URL:-} && ${BENCH_POSTGRES:-1} == 1 ]] && wants P7; then
-    mkdir -p target/test-servers
-    pg_root=$(mktemp -d "$PWD/target/test-servers/bench-XXXXXX")
-    # The server runs as the `postgres` user, which must reach its data directory.
-    chmod 755 "$pg_root"
-    if url=$(bash scripts/postgres-server.sh start "$pg_root/postgres" 2>"$pg_root/start.log"); then
-        export CKPT_TEST_POSTGRES_URL=$url
-        log "PostgreSQL for P7 at $url"
-    else
-        log "PostgreSQL did not start (P7's PostgreSQL rows are skipped): $(tail -n 3 "$pg_root/start.log")"
-    fi
+if [[ -n ${CKPT_BENCH_STARTED:-} ]]; then
+    # The second run, under scripts/with-test-servers.sh: tell the first that the servers started.
+    touch "$CKPT_BENCH_STARTED"
+    unset CKPT_BENCH_STARTED
+elif [[ ${BENCH_SERVERS:-${BENCH_POSTGRES:-1}} == 1 && -z ${CKPT_TEST_POSTGRES_URL:-} \
+    && -z ${CKPT_TEST_REDIS_URL:-} ]] && { wants P7 || wants tls; }; then
+    marker_dir=$(mktemp -d)
+    status=0
+    CKPT_BENCH_STARTED=$marker_dir/started \
+        bash scripts/with-test-servers.sh bash scripts/bench.sh "$@" || status=$?
+    started=0
+    if [[ -e $marker_dir/started ]]; then started=1; fi
+    rm -rf "$marker_dir"
+    if ((started)); then exit "$status"; fi
+    log "the test servers did not start (exit $status, above): P7's PostgreSQL rows and the tls rows are skipped"
 fi
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 
 log "building and running host/benches/checkpoint.rs (release profile)"
 read -r -a extra_flags <<<"${CKPT_CARGO_FLAGS:-}"
 cargo bench "${extra_flags[@]}" -p checkpoint-host --bench checkpoint >"$out"
-grep -v '^per-call ' "$out"
+grep -vE '^(per-call|floor) [a-z]+ ' "$out"
 
-# Per-call lines: `per-call <host> write_us=<float> get_us=<float> calls=<n>`.
+# Lines for the per-host tables, from each host's bench:
+#   per-call <host> write_us=<float> get_us=<float> calls=<n>
+#   floor <host> write_us=<float> get_us=<float> floor_write_us=<float> floor_get_us=<float> noop_us=<float> calls=<n>
+# A floor line's write_us and get_us are the real calls timed interleaved with the floor
+# component's (tests/floor-guest, `make floor`) in that host's floor section, so its ratios
+# compare figures of the same moments; the per-call table keeps the hosts' own per-call runs.
 lines=()
+floors=()
 notes=()
 rust=$(grep -m1 '^per-call rust ' "$out" || true)
 if [[ -n $rust ]]; then
     lines+=("$rust")
 else
-    notes+=("rust: not measured in this run (P2 was not among BENCH_ONLY=${BENCH_ONLY:-})")
+    notes+=("rust: per-call not measured in this run (P2 was not among BENCH_ONLY=${BENCH_ONLY:-})")
 fi
+rust=$(grep -m1 '^floor rust ' "$out" || true)
+if [[ -n $rust ]]; then
+    floors+=("$rust")
+else
+    notes+=("rust: floor not measured in this run (floor was not among BENCH_ONLY=${BENCH_ONLY:-})")
+fi
+
+# Runs one foreign host's bench (`$1`: host name, then the command) and keeps its lines.
+foreign() {
+    local host=$1 output line
+    shift
+    output=$("$@" 2>/dev/null || true)
+    if line=$(grep -m1 "^per-call $host " <<<"$output"); then
+        lines+=("$line")
+    else
+        notes+=("$host: $* printed no per-call line (run it alone to see why)")
+    fi
+    if line=$(grep -m1 "^floor $host " <<<"$output"); then
+        floors+=("$line")
+    else
+        notes+=("$host: $* printed no floor line (is target/floor.wasm built? make floor)")
+    fi
+}
 
 python=target/python-venv/bin/python
 if [[ ! -f python/bench.py ]]; then
     notes+=("python: skipped, python/bench.py is not in this checkout")
 elif [[ ! -x $python ]]; then
     notes+=("python: skipped, no environment at $python (make test-python creates it)")
-elif line=$("$python" python/bench.py 2>/dev/null | grep -m1 '^per-call ') && [[ -n $line ]]; then
-    lines+=("$line")
 else
-    notes+=("python: skipped, python/bench.py printed no per-call line (run it alone to see why)")
+    foreign python "$python" python/bench.py
 fi
 
 if [[ ! -f node/bench.mjs ]]; then
     notes+=("node: skipped, node/bench.mjs is not in this checkout")
 elif ! command -v node >/dev/null 2>&1; then
     notes+=("node: skipped, node is not installed")
-elif line=$(node node/bench.mjs 2>/dev/null | grep -m1 '^per-call ') && [[ -n $line ]]; then
-    lines+=("$line")
 else
-    notes+=("node: skipped, node/bench.mjs printed no per-call line (run it alone to see why)")
+    foreign node node node/bench.mjs
 fi
 
 field() { sed -nE "s/.* $1=([0-9.eE+-]+).*/\1/p" <<<"$2"; }
@@ -86,6 +113,26 @@ printf '%-8s %12s %12s %10s\n' -------- ------------ ------------ ----------
 for line in "${lines[@]}"; do
     host=$(awk '{print $2}' <<<"$line")
     printf '%-8s %12s %12s %10s\n' "$host" "$(field write_us "$line")" "$(field get_us "$line")" "$(field calls "$line")"
+done
+
+echo
+echo "each host near its own floor: write and get vs the floor component's import calls alone,"
+echo "interleaved in one section of each host's bench (p50 of group means; target: within 2x)"
+fmt='%-8s %9s %9s %7s  %9s %9s %7s  %8s %8s  %s\n'
+# shellcheck disable=SC2059
+printf "$fmt" host write_us floor_us ratio get_us floor_us ratio noop_us calls '<= 2x'
+# shellcheck disable=SC2059
+printf "$fmt" -------- --------- --------- ------- --------- --------- ------- -------- -------- -------
+for line in "${floors[@]}"; do
+    host=$(awk '{print $2}' <<<"$line")
+    w=$(field write_us "$line") fw=$(field floor_write_us "$line")
+    g=$(field get_us "$line") fg=$(field floor_get_us "$line")
+    read -r rw rg met < <(awk -v w="$w" -v fw="$fw" -v g="$g" -v fg="$fg" 'BEGIN {
+        rw = w / fw; rg = g / fg
+        printf "%.2fx %.2fx %s\n", rw, rg, (rw <= 2 && rg <= 2) ? "met" : "NOT_met" }')
+    # shellcheck disable=SC2059
+    printf "$fmt" "$host" "$w" "$fw" "$rw" "$g" "$fg" "$rg" "$(field noop_us "$line")" \
+        "$(field calls "$line")" "${met//_/ }"
 done
 for note in "${notes[@]}"; do
     echo "$note"

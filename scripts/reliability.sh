@@ -2,8 +2,11 @@
 # Prints one table of what the suite has shown: conformance cases per backend, crash schedules,
 # concurrency rounds, worker processes killed at random and server outages (on real PostgreSQL
 # and Redis servers started by scripts/with-test-servers.sh), power losses on SQLite (writes
-# never synced are lost: host/tests/power_loss.rs), fuzzing, bad inputs, and violations (which
-# must be 0).
+# never synced are lost: host/tests/power_loss.rs), TLS connections refused on those servers
+# (host/tests/tls.rs), the sandbox against the hostile component in each host (Rust:
+# host/tests/sandbox.rs; Python: python/tests/test_sandbox.py on the wheel built from this
+# tree, in target/python-venv; Node: node/test/sandbox.test.js after node/build.sh), fuzzing,
+# bad inputs, and violations (which must be 0).
 #
 #   scripts/reliability.sh            # CRASH_SCHEDULES=10000, POWER_LOSS_ROUNDS=60, FUZZ_SECONDS=0
 #   (`make reliability` runs it; fuzzing needs rustup's nightly, see scripts/fuzz.sh)
@@ -21,14 +24,49 @@ power_rounds=${POWER_LOSS_ROUNDS:-60}
 power_writes=${POWER_LOSS_WRITES:-40}
 fuzz_seconds=${FUZZ_SECONDS:-0}
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+wheel_dir=$(mktemp -d)
+trap 'rm -rf "$log" "$wheel_dir"' EXIT
 
 status=0
+# The sandbox tests of every host load the hostile component (`make reliability` builds it).
+if [[ ! -f target/hostile.wasm ]]; then
+    bash scripts/build-hostile.sh >>"$log" 2>&1 || status=$?
+fi
 CRASH_SCHEDULES=$schedules POWER_LOSS_ROUNDS=$power_rounds POWER_LOSS_WRITES=$power_writes \
     bash scripts/with-test-servers.sh \
     cargo test --release ${CKPT_CARGO_FLAGS:-} -p checkpoint-host --test conformance \
     --test crash_schedules --test crash_schedules_sources --test concurrency --test many_processes --test server_faults \
-    --test power_loss -- --nocapture >"$log" 2>&1 || status=$?
+    --test power_loss --test tls --test sandbox -- --nocapture >>"$log" 2>&1 || status=$?
+
+# The Python host's sandbox tests, on the package as users get it: the wheel built from this tree
+# (python/dist.sh), unpacked into a directory of its own and put first on the path of
+# target/python-venv (made by python/run-tests.sh's helpers when missing, with the pinned
+# packages), so the venv's own install, whatever its age, is not the one tested.
+python_sandbox() (
+    . python/lib.sh
+    venv=$REPO_ROOT/target/python-venv
+    require_python
+    ensure_venv "$venv"
+    "$venv/bin/python" -m pip --disable-pip-version-check install --quiet \
+        -r python/requirements.txt -c python/requirements.txt
+    wheel=$(bash python/dist.sh "$wheel_dir/dist")
+    "$venv/bin/python" -m pip --disable-pip-version-check install --quiet --no-deps \
+        --target "$wheel_dir/site" "$wheel"
+    cd python
+    PYTHONPATH=$wheel_dir/site "$venv/bin/python" -c \
+        'import pipeline_checkpoint, sys; sys.exit(not pipeline_checkpoint.__file__.startswith(sys.argv[1]))' \
+        "$wheel_dir/site" || die "the wheel just built is not the package imported"
+    PYTHONPATH=$wheel_dir/site "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_sandbox.py
+)
+python_sandbox >>"$log" 2>&1 || status=$?
+
+# The Node host's: the bindings of the shipped component as node/run-tests.sh makes them.
+node_sandbox() (
+    bash node/build.sh
+    cd node
+    node --test --test-reporter=spec test/sandbox.test.js
+)
+node_sandbox >>"$log" 2>&1 || status=$?
 
 conformance=$(grep -m1 '^conformance:' "$log" || echo 'conformance: not run')
 crash=$(grep -m1 '^crash schedules:' "$log" || echo 'crash schedules: not run')
@@ -37,6 +75,7 @@ power=$(grep -m1 '^power loss: ' "$log" || echo 'power loss: not run')
 control=$(grep -m1 '^power loss control' "$log" || echo 'power loss control: not run')
 sources=$(grep -m1 '^crash schedules (sources):' "$log" || echo 'crash schedules (sources): not run')
 concurrency=$(grep -m1 '^concurrency:' "$log" || echo 'concurrency: not run')
+tls=$(grep -m1 -o 'tls refusals: .*' "$log" || echo 'tls refusals: not run')
 
 fuzz='not run (FUZZ_SECONDS=0)'
 if ((fuzz_seconds > 0)); then
@@ -72,6 +111,21 @@ lost=$(sed -nE 's/.* ([0-9]+) lost updates.*/\1/p' <<<"$concurrency")
 # One line per store: "many-processes B: ... kills K, ... fenced F exits ..., lost L, regressions R".
 processes=$(sed -nE 's/^many-processes ([a-z]+): .*kills ([0-9]+).*fenced ([0-9]+) exits.*lost ([0-9]+), regressions ([0-9]+).*/\1: \2 kills, \3 fenced, \4 lost, \5 regressions/p' "$log" | paste -sd ';' | sed 's/;/; /g')
 process_damage=$(sed -nE 's/^many-processes [a-z]+: .*lost ([0-9]+), regressions ([0-9]+).*/\1 \2/p' "$log" | awk '{n += $1 + $2} END {print NR ? n : 1}')
+# "tls refusals: R of N refused (postgres: ...; redis: ...), each naming ...; verified connections:
+# S of 2 served end to end (...)"
+tls_row=$(sed -nE 's/^tls refusals: ([0-9]+ of [0-9]+) refused \((.*)\), each naming.*; verified connections: ([0-9]+ of [0-9]+) served.*/\1 refused (\2); verified: \3 served end to end/p' <<<"$tls")
+tls_failed=$(sed -nE 's/^tls refusals: ([0-9]+) of ([0-9]+) refused .*; verified connections: ([0-9]+) of ([0-9]+) served.*/\1 \2 \3 \4/p' <<<"$tls" | awk '{print $2 - $1 + $4 - $3}')
+# One line per host: "sandbox HOST: H of 3 held: endless loop stopped after ...".
+sandbox_row() {
+    local line
+    line=$(grep -m1 -o "sandbox $1: .*" "$log" || true)
+    sed -nE "s/^sandbox $1: (.*)/\1/p" <<<"$line"
+}
+sandbox_failed() {
+    local line
+    line=$(grep -m1 -o "sandbox $1: .*" "$log" || true)
+    sed -nE "s/^sandbox $1: ([0-9]+) of ([0-9]+) held.*/\1 \2/p" <<<"$line" | awk '{print $2 - $1}'
+}
 outages=$(sed -nE 's/^server-faults ([a-z]+): outage: ([0-9]+) writes attempted, ([0-9]+) failed as storage errors.*acks during outage ([0-9]+).*/\1: \3 of \2 writes failed as storage, \4 acks/p' "$log" | paste -sd ';' | sed 's/;/; /g')
 
 printf '\n%-22s %s\n' "check" "result"
@@ -85,10 +139,19 @@ printf '%-22s %s\n' "redelivering sources" "${sources_run:-?} (exactly-once stat
 printf '%-22s %s\n' "concurrency" "${rounds:-?}"
 printf '%-22s %s\n' "killed processes" "${processes:-?}"
 printf '%-22s %s\n' "server outages" "${outages:-?}"
+printf '%-22s %s\n' "TLS refusals" "${tls_row:-?}"
+for host in rust python node; do
+    printf '%-22s %s\n' "sandbox, $host" "$(sandbox_row $host | grep . || echo '? (no summary line: see the log)')"
+done
 printf '%-22s %s\n' "fuzzing" "$fuzz"
 printf '%-22s %s\n' "bad inputs" "${bad_inputs:-?} answered with a named error (no panic, trap or silent success)"
-violations=$(( ${crash_violations:-1} + ${sources_violations:-1} + ${grouped_violations:-1} + ${lost:-1} + ${process_damage:-1} + ${power_violations:-1} ))
-printf '%-22s %s\n' "violations" "$violations (crash-schedule violations of both driver paths and of grouped SQLite + lost updates + losses and regressions of killed processes + acked checkpoints lost, regressions and resume failures after power losses)"
+sandbox_violations=0
+for host in rust python node; do
+    failed=$(sandbox_failed $host)
+    sandbox_violations=$(( sandbox_violations + ${failed:-1} ))
+done
+violations=$(( ${crash_violations:-1} + ${sources_violations:-1} + ${grouped_violations:-1} + ${lost:-1} + ${process_damage:-1} + ${power_violations:-1} + ${tls_failed:-1} + sandbox_violations ))
+printf '%-22s %s\n' "violations" "$violations (crash-schedule violations of both driver paths and of grouped SQLite + lost updates + losses and regressions of killed processes + acked checkpoints lost, regressions and resume failures after power losses + TLS connections not refused or verified ones not served + sandbox cases that did not hold)"
 if ((status != 0 || violations != 0 || ${control_lost:-0} == 0)); then
     echo "reliability: FAILED (test exit $status); log follows" >&2
     cat "$log" >&2

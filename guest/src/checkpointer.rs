@@ -1,13 +1,16 @@
 //! The write path and the reads: the durability contract of `checkpointer.wit`.
 
-use crate::codec::{self, Decoded, MAX_ACK_ID_BYTES, MAX_ACK_IDS};
+use std::collections::BTreeMap;
+
+use crate::codec::{self, Decoded, MAX_ACK_ID_BYTES, MAX_ACK_IDS, MAX_SAVEPOINT_NAME_BYTES};
 use crate::contract;
 use crate::errors::{at_key, corruption, invalid};
-use crate::keys::StageKeys;
+use crate::keys::{ParsedKey, Slot, StageKeys, namespace_prefix};
 use crate::model::{
     AckOutcome, Checkpoint, CommitOutcome, Corruption, CorruptionKind, Error, Fallback, FencedInfo,
-    Lookup, Options, Receipt, RegressionInfo, Resume, ResumeOrigin, ResumePoint, TooLargeInfo,
-    Watermark, Write, WriteOp,
+    HistoryEntry, HistoryPage, HistoryRequest, Lookup, Options, Receipt, RegressionInfo,
+    ResetOrigin, ResetReceipt, ResetRequest, Resume, ResumeOrigin, ResumePoint, SavepointInfo,
+    StageSummary, TooLargeInfo, Watermark, Write, WriteOp,
 };
 use crate::ports::{Consumer, Storage};
 use crate::validate::{check_id, validate};
@@ -18,10 +21,18 @@ pub const MAX_NAMESPACE_BYTES: usize = 64;
 pub const MAX_RETAINED: u32 = 10_000;
 /// Smallest accepted `max-checkpoint-bytes`: below it not even an empty checkpoint fits.
 pub const MIN_CHECKPOINT_BYTES: u32 = 64;
+/// A write holds up to this many copies of a checkpoint's size at once: the checkpoint given,
+/// its encoding and the retained copy's, the stored latest's bytes and its decoding, and one
+/// for the allocator's slack (`checkpointer.open` in the WIT).
+pub const WRITE_MEMORY_FACTOR: u64 = 6;
+/// Memory a call needs besides its checkpoints: the stack, the ack ids, small buffers.
+pub const CALL_MEMORY_BASE: u64 = 2 << 20;
 
 /// Writes and reads checkpoints through a [`Storage`], acking through a [`Consumer`].
 pub struct Checkpointer<S, C> {
     options: Options,
+    /// The host's memory limit for this instance; 0 when it sets none.
+    memory_limit: u64,
     storage: S,
     consumer: C,
     /// What this checkpointer's last write left in its stage, so the next write of that stage
@@ -50,11 +61,24 @@ struct Stored {
 }
 
 impl<S: Storage, C: Consumer> Checkpointer<S, C> {
-    /// Validates `options`; does no I/O.
+    /// Validates `options`; does no I/O. No memory limit: for native callers.
     pub fn open(options: Options, storage: S, consumer: C) -> Result<Self, Error> {
+        Self::open_with_memory_limit(options, 0, storage, consumer)
+    }
+
+    /// Validates `options` against themselves and against the host's memory limit
+    /// (`memory_limit` bytes of linear memory; 0: none). Does no I/O.
+    pub fn open_with_memory_limit(
+        options: Options,
+        memory_limit: u64,
+        storage: S,
+        consumer: C,
+    ) -> Result<Self, Error> {
         check_options(&options)?;
+        check_memory(&options, memory_limit)?;
         Ok(Self {
             options,
+            memory_limit,
             storage,
             consumer,
             last_write: None,
@@ -64,6 +88,20 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
     /// The options this checkpointer was opened with.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// The host's memory limit it was opened with (0: none).
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit
+    }
+
+    /// The most encoded bytes one answer (a history page) holds: a quarter of the memory
+    /// limit, so that reading and lifting the answer fits beside everything else.
+    fn answer_budget(&self) -> u64 {
+        match self.memory_limit {
+            0 => u64::MAX,
+            limit => limit / 4,
+        }
     }
 
     /// The storage, for tests and native callers that inspect it.
@@ -81,16 +119,9 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
     pub fn write(&mut self, checkpoint: &Checkpoint, batch: &[String]) -> Result<Receipt, Error> {
         // 1. Validate, bound and encode: no I/O yet.
         validate(checkpoint)?;
-        let size = codec::encoded_len(checkpoint);
-        let limit = self.options.max_checkpoint_bytes;
-        if size > limit as usize {
-            return Err(Error::TooLarge(TooLargeInfo {
-                size: size as u64,
-                limit: u64::from(limit),
-            }));
-        }
+        self.check_size(checkpoint)?;
         check_batch(batch)?;
-        let bytes = codec::encode_stored(checkpoint, batch)?;
+        let bytes = codec::encode_stored(checkpoint, batch, None)?;
         let body_len = codec::checkpoint_body_len(checkpoint);
         let keys = self.keys(&checkpoint.run_id, &checkpoint.stage);
         let latest_key = keys.latest();
@@ -122,13 +153,50 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         };
 
         // 4. One conditional batch: the new latest, its retained copy, the pruning.
+        let (version, pruned) =
+            self.commit_latest(keys, checkpoint.sequence, bytes, expected_version)?;
+
+        // 5. Only now, with the checkpoint durable: ack.
+        let acks = self.ack(batch);
+        Ok(Receipt {
+            sequence: checkpoint.sequence,
+            version,
+            replayed: false,
+            pruned,
+            acks,
+        })
+    }
+
+    fn check_size(&self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        let size = codec::encoded_len(checkpoint);
+        let limit = self.options.max_checkpoint_bytes;
+        if size > limit as usize {
+            return Err(Error::TooLarge(TooLargeInfo {
+                size: size as u64,
+                limit: u64::from(limit),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Commits `bytes` (of checkpoint `sequence`) as the stage's latest if it still has
+    /// `expected_version`, with its retained copy and the pruning of the oldest, as one
+    /// conditional batch. Returns the new version of the latest and how many copies were pruned.
+    fn commit_latest(
+        &mut self,
+        keys: StageKeys,
+        sequence: u64,
+        bytes: Vec<u8>,
+        expected_version: u64,
+    ) -> Result<(u64, u32), Error> {
+        let latest_key = keys.latest();
         let mut retained = match self.last_write.take() {
             Some(last) if last.keys == keys && last.latest_version == expected_version => {
                 last.retained
             }
             _ => self.retained_keys(&keys)?,
         };
-        retained.retain(|(sequence, _)| *sequence != checkpoint.sequence);
+        retained.retain(|(retained, _)| *retained != sequence);
         // The new copy counts as one of max-retained, so max-retained 1 keeps no copies at all.
         let keep_old = if self.options.max_retained > 1 {
             self.options.max_retained as usize - 1
@@ -138,8 +206,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         let prune = retained.len().saturating_sub(keep_old);
 
         let mut writes = Vec::with_capacity(2 + prune);
-        let history_key =
-            (self.options.max_retained > 1).then(|| keys.history(checkpoint.sequence));
+        let history_key = (self.options.max_retained > 1).then(|| keys.history(sequence));
         if let Some(history_key) = &history_key {
             writes.push(Write {
                 key: history_key.clone(),
@@ -174,8 +241,8 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         };
         if let Some(history_key) = history_key {
             // Its sequence is above every stored one unless foreign keys sit in the prefix.
-            let at = retained.partition_point(|(sequence, _)| *sequence < checkpoint.sequence);
-            retained.insert(at, (checkpoint.sequence, history_key));
+            let at = retained.partition_point(|(retained, _)| *retained < sequence);
+            retained.insert(at, (sequence, history_key));
         }
         // Version 0 means "absent": never a committed put's, so nothing to remember.
         self.last_write = (version > 0).then_some(LastWrite {
@@ -183,16 +250,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
             latest_version: version,
             retained,
         });
-
-        // 5. Only now, with the checkpoint durable: ack.
-        let acks = self.ack(batch);
-        Ok(Receipt {
-            sequence: checkpoint.sequence,
-            version,
-            replayed: false,
-            pruned: prune as u32,
-            acks,
-        })
+        Ok((version, prune as u32))
     }
 
     /// The latest checkpoint of a stage. Never writes.
@@ -310,8 +368,57 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         Err(Error::Corrupt(damage))
     }
 
-    /// Retained checkpoints, oldest first; the latest alone when none are retained. Never writes.
+    /// Retained checkpoints, oldest first; the latest alone when none are retained. Never
+    /// writes. `invalid` (field `history`) when they do not fit one answer.
     pub fn history(&mut self, run_id: &str, stage: &str) -> Result<Vec<Checkpoint>, Error> {
+        let budget = self.answer_budget();
+        let page = self.history_entries(run_id, stage, 0, usize::MAX, budget)?;
+        if page.next_after.is_some() {
+            return Err(invalid(
+                "history",
+                format!(
+                    "the retained checkpoints together exceed {budget} bytes, the largest answer \
+                     of this checkpointer (a quarter of its memory limit): read them with \
+                     history-page"
+                ),
+            ));
+        }
+        Ok(page.entries.into_iter().map(|e| e.checkpoint).collect())
+    }
+
+    /// One page of the retained checkpoints, oldest first. Never writes.
+    pub fn history_page(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        request: &HistoryRequest,
+    ) -> Result<HistoryPage, Error> {
+        if request.max_checkpoints == 0 {
+            return Err(invalid("max-checkpoints", "0, must be at least 1"));
+        }
+        let budget = match request.max_bytes {
+            0 => self.answer_budget(),
+            wanted => wanted.min(self.answer_budget()),
+        };
+        self.history_entries(
+            run_id,
+            stage,
+            request.after_sequence,
+            request.max_checkpoints as usize,
+            budget,
+        )
+    }
+
+    /// Checkpoints after `after`, oldest first, ending with the latest; at most `max` of them
+    /// and `budget` encoded bytes (at least one whatever its size).
+    fn history_entries(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        after: u64,
+        max: usize,
+        budget: u64,
+    ) -> Result<HistoryPage, Error> {
         check_id("run-id", run_id)?;
         check_id("stage", stage)?;
         let keys = self.keys(run_id, stage);
@@ -319,23 +426,352 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         // damaged latest fails the call, and copies a concurrent writer adds after this read
         // (sequences above it) are left out, so the answer is one consistent chain.
         let Some(latest) = self.read_latest(&keys, &keys.latest())? else {
-            return Ok(Vec::new());
+            return Ok(HistoryPage {
+                entries: Vec::new(),
+                next_after: None,
+            });
         };
-        let latest = latest.decoded.checkpoint;
+        let latest_sequence = latest.decoded.checkpoint.sequence;
         let retained = self.retained_keys(&keys)?;
-        let mut out = Vec::with_capacity(retained.len() + 1);
+        let mut page = Page {
+            entries: Vec::new(),
+            bytes: 0,
+            max,
+            budget,
+        };
         for (sequence, key) in retained {
-            if sequence >= latest.sequence {
+            if sequence <= after {
+                continue;
+            }
+            if sequence >= latest_sequence {
                 break;
             }
             if let Some((decoded, _)) =
                 self.read_checkpoint(&keys, &key)?.map_err(Error::Corrupt)?
+                && !page.take(decoded)
             {
-                out.push(decoded.checkpoint);
+                return Ok(page.cut());
             }
         }
-        out.push(latest);
+        if latest_sequence > after && !page.take(latest.decoded) {
+            return Ok(page.cut());
+        }
+        Ok(HistoryPage {
+            entries: page.entries,
+            next_after: None,
+        })
+    }
+
+    /// The retained checkpoint with `sequence` (the latest included). Never writes.
+    pub fn get_at(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        sequence: u64,
+    ) -> Result<Checkpoint, Error> {
+        check_id("run-id", run_id)?;
+        check_id("stage", stage)?;
+        let keys = self.keys(run_id, stage);
+        // The latest first: it is retained even when max-retained 1 keeps no copy. A damaged
+        // latest does not hide an intact retained copy of the sequence asked for.
+        if let Ok(Some(latest)) = self.read_latest(&keys, &keys.latest())
+            && latest.decoded.checkpoint.sequence == sequence
+        {
+            return Ok(latest.decoded.checkpoint);
+        }
+        match self.read_checkpoint(&keys, &keys.history(sequence))? {
+            Ok(Some((decoded, _))) => Ok(decoded.checkpoint),
+            Ok(None) => Err(Error::NotFound),
+            Err(damage) => Err(Error::Corrupt(damage)),
+        }
+    }
+
+    /// Moves a stage to the requested position and takes it over with a higher epoch.
+    pub fn reset(&mut self, request: ResetRequest) -> Result<ResetReceipt, Error> {
+        self.reset_to(request, None)
+    }
+
+    fn reset_to(
+        &mut self,
+        request: ResetRequest,
+        savepoint: Option<String>,
+    ) -> Result<ResetReceipt, Error> {
+        check_id("run-id", &request.run_id)?;
+        check_id("stage", &request.stage)?;
+        let keys = self.keys(&request.run_id, &request.stage);
+        // A damaged latest fails closed: its owner's epoch is unknown, so no epoch chosen
+        // here could be known to fence it.
+        let stored = self.read_latest(&keys, &keys.latest())?;
+        let (origin, expected_version, stored_state) = match stored {
+            Some(stored) => {
+                let c = stored.decoded.checkpoint;
+                let origin = ResetOrigin {
+                    from_sequence: c.sequence,
+                    from_epoch: c.epoch,
+                    from_watermark: c.watermark,
+                    savepoint,
+                };
+                (origin, stored.version, Some((c.sinks, c.operator_states)))
+            }
+            None => (
+                ResetOrigin {
+                    from_sequence: 0,
+                    from_epoch: 0,
+                    from_watermark: Watermark {
+                        offset: 0,
+                        event_time_ms: 0,
+                    },
+                    savepoint,
+                },
+                0,
+                None,
+            ),
+        };
+        let epoch = match request.epoch {
+            Some(epoch) if epoch > origin.from_epoch => epoch,
+            Some(epoch) => {
+                return Err(invalid(
+                    "epoch",
+                    format!(
+                        "{epoch}, must be above the stored epoch {}: a reset takes the stage over \
+                         and fences every older writer",
+                        origin.from_epoch
+                    ),
+                ));
+            }
+            None => origin.from_epoch.checked_add(1).ok_or_else(|| {
+                invalid(
+                    "epoch",
+                    "the stored epoch is the largest there is; give no reset",
+                )
+            })?,
+        };
+        let sequence = origin
+            .from_sequence
+            .checked_add(1)
+            .ok_or_else(|| invalid("sequence", "the stored sequence is the largest there is"))?;
+        let (sinks, operator_states) = match request.state {
+            Some(state) => (state.sinks, state.operator_states),
+            None => stored_state.unwrap_or_default(),
+        };
+        let checkpoint = Checkpoint {
+            run_id: request.run_id,
+            stage: request.stage,
+            sequence,
+            epoch,
+            watermark: request.watermark,
+            sources: request.sources,
+            sinks,
+            operator_states,
+            idempotency_key: String::new(),
+            at_ms: request.at_ms,
+        };
+        validate(&checkpoint)?;
+        self.check_size(&checkpoint)?;
+        let bytes = codec::encode_stored(&checkpoint, &[], Some(&origin))?;
+        let (version, pruned) = self.commit_latest(keys, sequence, bytes, expected_version)?;
+        Ok(ResetReceipt {
+            checkpoint,
+            version,
+            pruned,
+            origin,
+        })
+    }
+
+    /// Pins the latest checkpoint, or the retained one with `sequence`, under `name`.
+    pub fn create_savepoint(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        name: &str,
+        sequence: Option<u64>,
+    ) -> Result<SavepointInfo, Error> {
+        check_savepoint_name(name)?;
+        let checkpoint = match sequence {
+            Some(sequence) => self.get_at(run_id, stage, sequence)?,
+            None => self.get(run_id, stage)?,
+        };
+        let bytes = codec::encode_valid(&checkpoint)?;
+        let keys = self.keys(run_id, stage);
+        let key = keys.savepoint(name);
+        let info = savepoint_info(name, &checkpoint, bytes.len());
+        if let Lookup::Found(entry) = contract::get(&mut self.storage, &key, "reading savepoint")? {
+            if entry.value == bytes {
+                return Ok(info);
+            }
+            let pinned = decode_for(&self.options.namespace, &keys, &key, &entry.value)
+                .map_err(Error::Corrupt)?;
+            return Err(invalid(
+                "name",
+                format!(
+                    "savepoint {name:?} exists and pins sequence {}: delete it first or choose \
+                     another name",
+                    pinned.checkpoint.sequence
+                ),
+            ));
+        }
+        let put = [Write {
+            key,
+            expected_version: Some(0),
+            op: WriteOp::Put(bytes),
+        }];
+        match contract::commit(&mut self.storage, &put, "creating savepoint")? {
+            CommitOutcome::Committed(_) => Ok(info),
+            CommitOutcome::Conflict(_) => Err(Error::Conflict(format!(
+                "savepoint {name:?} was created meanwhile"
+            ))),
+        }
+    }
+
+    /// The savepoints of a stage, by name. Never writes.
+    pub fn list_savepoints(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+    ) -> Result<Vec<SavepointInfo>, Error> {
+        check_id("run-id", run_id)?;
+        check_id("stage", stage)?;
+        let keys = self.keys(run_id, stage);
+        let listed = contract::list_keys(
+            &mut self.storage,
+            &keys.savepoint_prefix(),
+            "listing savepoints",
+        )?;
+        let mut out = Vec::new();
+        for key in listed {
+            let Some(escaped) = keys.savepoint_name(&key) else {
+                continue;
+            };
+            let name = crate::keys::unescape(escaped);
+            if let Some((decoded, _)) =
+                self.read_checkpoint(&keys, &key)?.map_err(Error::Corrupt)?
+            {
+                let size = codec::encoded_len(&decoded.checkpoint);
+                out.push(savepoint_info(&name, &decoded.checkpoint, size));
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// The checkpoint a savepoint pins. Never writes.
+    pub fn get_savepoint(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        name: &str,
+    ) -> Result<Checkpoint, Error> {
+        check_id("run-id", run_id)?;
+        check_id("stage", stage)?;
+        check_savepoint_name(name)?;
+        let keys = self.keys(run_id, stage);
+        match self.read_checkpoint(&keys, &keys.savepoint(name))? {
+            Ok(Some((decoded, _))) => Ok(decoded.checkpoint),
+            Ok(None) => Err(Error::NotFound),
+            Err(damage) => Err(Error::Corrupt(damage)),
+        }
+    }
+
+    /// Resets a stage to a savepoint's checkpoint (position and state).
+    pub fn restore_savepoint(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        name: &str,
+        epoch: Option<u64>,
+        at_ms: u64,
+    ) -> Result<ResetReceipt, Error> {
+        let pinned = self.get_savepoint(run_id, stage, name)?;
+        let request = ResetRequest {
+            run_id: pinned.run_id,
+            stage: pinned.stage,
+            watermark: pinned.watermark,
+            sources: pinned.sources,
+            state: Some(crate::model::StageState {
+                sinks: pinned.sinks,
+                operator_states: pinned.operator_states,
+            }),
+            epoch,
+            at_ms,
+        };
+        self.reset_to(request, Some(name.to_string()))
+    }
+
+    /// Removes a savepoint; false when there was none.
+    pub fn delete_savepoint(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        name: &str,
+    ) -> Result<bool, Error> {
+        check_id("run-id", run_id)?;
+        check_id("stage", stage)?;
+        check_savepoint_name(name)?;
+        let key = self.keys(run_id, stage).savepoint(name);
+        let Lookup::Found(entry) = contract::get(&mut self.storage, &key, "reading savepoint")?
+        else {
+            return Ok(false);
+        };
+        let delete = [Write {
+            key,
+            expected_version: Some(entry.version),
+            op: WriteOp::Delete,
+        }];
+        match contract::commit(&mut self.storage, &delete, "deleting savepoint")? {
+            CommitOutcome::Committed(_) => Ok(true),
+            CommitOutcome::Conflict(_) => Err(Error::Conflict(format!(
+                "savepoint {name:?} changed while being deleted"
+            ))),
+        }
+    }
+
+    /// Every stage of the namespace (or of one run), with its latest position. Never writes.
+    pub fn list_stages(&mut self, run_id: Option<&str>) -> Result<Vec<StageSummary>, Error> {
+        if let Some(run_id) = run_id {
+            check_id("run-id", run_id)?;
+        }
+        let prefix = namespace_prefix(&self.options.namespace, run_id);
+        let listed = contract::list_keys(&mut self.storage, &prefix, "listing stages")?;
+        let mut stages: BTreeMap<StageKeys, StageSummary> = BTreeMap::new();
+        for key in listed {
+            let Some(parsed) = ParsedKey::parse(&key) else {
+                continue;
+            };
+            let summary = stages
+                .entry(parsed.stage_keys().clone())
+                .or_insert_with(|| StageSummary {
+                    run_id: parsed.run_id().to_string(),
+                    stage: parsed.stage().to_string(),
+                    latest: None,
+                    at_ms: 0,
+                    encoded_bytes: 0,
+                    reset: None,
+                    damage: None,
+                    retained: 0,
+                    savepoints: 0,
+                });
+            match parsed.slot() {
+                Slot::Latest => {
+                    match self.read_latest(parsed.stage_keys(), &key) {
+                        Ok(Some(stored)) => {
+                            let c = &stored.decoded.checkpoint;
+                            summary.run_id.clone_from(&c.run_id);
+                            summary.stage.clone_from(&c.stage);
+                            summary.latest = Some(resume_point_of(c));
+                            summary.at_ms = c.at_ms;
+                            summary.encoded_bytes = codec::encoded_len(c) as u64;
+                            summary.reset = stored.decoded.reset;
+                        }
+                        Ok(None) => {} // deleted since the listing
+                        Err(Error::Corrupt(damage)) => summary.damage = Some(damage),
+                        Err(other) => return Err(other),
+                    }
+                }
+                Slot::History(_) => summary.retained += 1,
+                Slot::Savepoint => summary.savepoints += 1,
+            }
+        }
+        Ok(stages.into_values().collect())
     }
 
     /// Removes every key of a stage in one commit; damaged data is removed too (this is the
@@ -434,6 +870,83 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         retained.sort_unstable();
         Ok(retained)
     }
+}
+
+/// A history page being filled.
+struct Page {
+    entries: Vec<HistoryEntry>,
+    bytes: u64,
+    max: usize,
+    budget: u64,
+}
+
+impl Page {
+    /// Adds `decoded` when the page has room for it (an empty page always has); false when
+    /// it is full, and the caller ends the page.
+    fn take(&mut self, decoded: Decoded) -> bool {
+        let size = codec::encoded_len(&decoded.checkpoint) as u64;
+        let full = self.entries.len() >= self.max
+            || (!self.entries.is_empty() && self.bytes.saturating_add(size) > self.budget);
+        if full {
+            return false;
+        }
+        self.bytes += size;
+        self.entries.push(HistoryEntry {
+            checkpoint: decoded.checkpoint,
+            encoded_bytes: size,
+            reset: decoded.reset,
+        });
+        true
+    }
+
+    /// The page as it is, with where the next one starts.
+    fn cut(self) -> HistoryPage {
+        let next_after = self.entries.last().map(|e| e.checkpoint.sequence);
+        HistoryPage {
+            entries: self.entries,
+            next_after,
+        }
+    }
+}
+
+fn savepoint_info(name: &str, checkpoint: &Checkpoint, encoded_bytes: usize) -> SavepointInfo {
+    SavepointInfo {
+        name: name.to_string(),
+        point: resume_point_of(checkpoint),
+        at_ms: checkpoint.at_ms,
+        encoded_bytes: encoded_bytes as u64,
+    }
+}
+
+fn check_savepoint_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > MAX_SAVEPOINT_NAME_BYTES {
+        return Err(invalid(
+            "name",
+            format!(
+                "{} bytes, a savepoint name has 1 to {MAX_SAVEPOINT_NAME_BYTES}",
+                name.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A write of the largest checkpoint must fit the host's memory limit.
+fn check_memory(options: &Options, memory_limit: u64) -> Result<(), Error> {
+    let needed = u64::from(options.max_checkpoint_bytes) * WRITE_MEMORY_FACTOR + CALL_MEMORY_BASE;
+    if memory_limit == 0 || needed <= memory_limit {
+        return Ok(());
+    }
+    let fits = memory_limit.saturating_sub(CALL_MEMORY_BASE) / WRITE_MEMORY_FACTOR;
+    Err(invalid(
+        "max-checkpoint-bytes",
+        format!(
+            "{} bytes: a write of a checkpoint this large needs up to {needed} bytes of memory, \
+             and the host's memory limit is {memory_limit} bytes: lower max-checkpoint-bytes to \
+             at most {fits} or raise the host's memory limit",
+            options.max_checkpoint_bytes
+        ),
+    ))
 }
 
 /// Decodes stored bytes and checks they belong under `key`.
@@ -553,5 +1066,7 @@ fn check_options(options: &Options) -> Result<(), Error> {
     Ok(())
 }
 
+#[cfg(test)]
+mod operator_tests;
 #[cfg(test)]
 mod tests;

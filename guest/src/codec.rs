@@ -12,8 +12,8 @@
 
 use crate::errors::{corruption, invalid};
 use crate::model::{
-    Checkpoint, Corruption, CorruptionKind, Error, OperatorState, SinkPosition, SourcePosition,
-    Watermark,
+    Checkpoint, Corruption, CorruptionKind, Error, OperatorState, ResetOrigin, SinkPosition,
+    SourcePosition, Watermark,
 };
 use crate::validate::validate;
 
@@ -27,6 +27,13 @@ pub const HEADER_LEN: usize = 12;
 pub const TRAILER_LEN: usize = 4;
 /// Header flag: the body ends with the ids of the batch the write acked (FORMAT.md).
 pub const FLAG_ACK_IDS: u16 = 0x0001;
+/// Header flag: the body ends with where a reset moved the stage from (FORMAT.md), after the
+/// ids when both are stored.
+pub const FLAG_RESET: u16 = 0x0002;
+/// Every header flag this version defines.
+const KNOWN_FLAGS: u16 = FLAG_ACK_IDS | FLAG_RESET;
+/// Longest savepoint name a reset record (and a savepoint) may carry.
+pub const MAX_SAVEPOINT_NAME_BYTES: usize = 128;
 /// Most ids one write may store for ack recovery.
 pub const MAX_ACK_IDS: usize = 4096;
 /// Most bytes of ids (their UTF-8, without length prefixes) one write may store.
@@ -67,20 +74,31 @@ pub fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>, Error> {
 
 /// Encodes a checkpoint that already passed [`validate`].
 pub(crate) fn encode_valid(c: &Checkpoint) -> Result<Vec<u8>, Error> {
-    encode_stored(c, &[])
+    encode_stored(c, &[], None)
 }
 
 /// The bytes a write stores: the checkpoint, then (flag [`FLAG_ACK_IDS`]) the ids of its batch,
 /// so that a crash between the commit and the acks can be repaired by acking them again. With
 /// no ids this is exactly [`encode`]. `c` must have passed [`validate`] and `ack_ids` the
 /// bounds [`MAX_ACK_IDS`] and [`MAX_ACK_ID_BYTES`].
-pub(crate) fn encode_stored(c: &Checkpoint, ack_ids: &[String]) -> Result<Vec<u8>, Error> {
+///
+/// A reset checkpoint also stores (flag [`FLAG_RESET`]) where the stage was before; its
+/// savepoint name must be at most [`MAX_SAVEPOINT_NAME_BYTES`].
+pub(crate) fn encode_stored(
+    c: &Checkpoint,
+    ack_ids: &[String],
+    reset: Option<&ResetOrigin>,
+) -> Result<Vec<u8>, Error> {
     let ids_len = if ack_ids.is_empty() {
         0
     } else {
         4 + ack_ids.iter().map(|id| 4 + id.len()).sum::<usize>()
     };
-    let body = body_len(c) + ids_len;
+    let reset_len = reset.map_or(0, |r| {
+        8 + 8 + 16 + 4 + r.savepoint.as_deref().map_or(0, str::len)
+    });
+    let extras_len = ids_len + reset_len;
+    let body = body_len(c) + extras_len;
     let body_u32 = u32::try_from(body).map_err(|_| {
         invalid(
             "checkpoint",
@@ -90,7 +108,10 @@ pub(crate) fn encode_stored(c: &Checkpoint, ack_ids: &[String]) -> Result<Vec<u8
     let mut out = Vec::with_capacity(HEADER_LEN + body + TRAILER_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    let flags = if ack_ids.is_empty() { 0 } else { FLAG_ACK_IDS };
+    let mut flags = if ack_ids.is_empty() { 0 } else { FLAG_ACK_IDS };
+    if reset.is_some() {
+        flags |= FLAG_RESET;
+    }
     out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(&body_u32.to_le_bytes());
     put_str(&mut out, &c.run_id);
@@ -124,9 +145,16 @@ pub(crate) fn encode_stored(c: &Checkpoint, ack_ids: &[String]) -> Result<Vec<u8
             put_str(&mut out, id);
         }
     }
+    if let Some(r) = reset {
+        out.extend_from_slice(&r.from_sequence.to_le_bytes());
+        out.extend_from_slice(&r.from_epoch.to_le_bytes());
+        put_watermark(&mut out, &r.from_watermark);
+        // An empty name stands for none: savepoint names are never empty.
+        put_str(&mut out, r.savepoint.as_deref().unwrap_or_default());
+    }
     let crc = crate::crc::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    debug_assert_eq!(out.len(), encoded_len(c) + ids_len);
+    debug_assert_eq!(out.len(), encoded_len(c) + extras_len);
     Ok(out)
 }
 
@@ -137,6 +165,8 @@ pub struct Decoded {
     pub checkpoint: Checkpoint,
     /// The ids of the batch its write acked (empty when none were stored).
     pub ack_ids: Vec<String>,
+    /// Where the stage was before, when this checkpoint is a reset.
+    pub reset: Option<ResetOrigin>,
     /// Body bytes that encode the checkpoint itself, before the ids.
     pub checkpoint_body_len: usize,
 }
@@ -248,10 +278,10 @@ pub fn decode_stored(bytes: &[u8]) -> Result<Decoded, Corruption> {
         ));
     }
     let flags = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if flags & !FLAG_ACK_IDS != 0 {
+    if flags & !KNOWN_FLAGS != 0 {
         return Err(corruption(
             K::UnknownFlags,
-            format!("flags {flags:#06x}, version {VERSION} defines only {FLAG_ACK_IDS:#06x}"),
+            format!("flags {flags:#06x}, version {VERSION} defines only {KNOWN_FLAGS:#06x}"),
         ));
     }
     let mut r = Reader {
@@ -274,6 +304,25 @@ pub fn decode_stored(bytes: &[u8]) -> Result<Decoded, Corruption> {
             ack_ids.push(r.string("ack id")?);
         }
     }
+    let mut reset = None;
+    if flags & FLAG_RESET != 0 {
+        let from_sequence = r.u64("reset from-sequence")?;
+        let from_epoch = r.u64("reset from-epoch")?;
+        let from_watermark = r.watermark("reset from-watermark")?;
+        let name = r.string("reset savepoint")?;
+        if name.len() > MAX_SAVEPOINT_NAME_BYTES {
+            return Err(corruption(
+                K::Malformed,
+                format!("reset savepoint name of {} bytes", name.len()),
+            ));
+        }
+        reset = Some(ResetOrigin {
+            from_sequence,
+            from_epoch,
+            from_watermark,
+            savepoint: (!name.is_empty()).then_some(name),
+        });
+    }
     if r.pos != r.buf.len() {
         return Err(corruption(
             K::Malformed,
@@ -290,6 +339,7 @@ pub fn decode_stored(bytes: &[u8]) -> Result<Decoded, Corruption> {
     Ok(Decoded {
         checkpoint,
         ack_ids,
+        reset,
         checkpoint_body_len,
     })
 }

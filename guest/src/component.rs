@@ -5,8 +5,9 @@ use crate::bindings::exports::pipeline::checkpoint::{checkpointer, codec};
 use crate::bindings::pipeline::checkpoint::{consumer, storage};
 use crate::model::{
     AckOutcome, Admission, BatchProgress, Changelog, Checkpoint, CommitOutcome, Completion,
-    DriverOptions, Error, Lookup, Message, Options, ProcessedMessage, Progress, Receipt, Resume,
-    ResumePoint, StageState, StorageError, Write,
+    DriverOptions, Error, HistoryPage, HistoryRequest, Lookup, Message, Options, ProcessedMessage,
+    Progress, Receipt, ResetReceipt, ResetRequest, Resume, ResumePoint, SavepointInfo, StageState,
+    StageSummary, StorageError, Watermark, Write,
 };
 use crate::{Consumer, Storage};
 use std::cell::RefCell;
@@ -50,8 +51,12 @@ impl checkpointer::Guest for Component {
 }
 
 impl checkpointer::GuestCheckpointer for CheckpointerResource {
-    fn open(options: Options) -> Result<checkpointer::Checkpointer, Error> {
-        let logic = Logic::open(options, HostStorage, HostConsumer)?;
+    fn open(
+        options: Options,
+        memory_limit_bytes: u64,
+    ) -> Result<checkpointer::Checkpointer, Error> {
+        let logic =
+            Logic::open_with_memory_limit(options, memory_limit_bytes, HostStorage, HostConsumer)?;
         Ok(checkpointer::Checkpointer::new(CheckpointerResource(
             RefCell::new(logic),
         )))
@@ -74,8 +79,66 @@ impl checkpointer::GuestCheckpointer for CheckpointerResource {
     fn delete(&self, run_id: String, stage: String) -> Result<u32, Error> {
         self.0.borrow_mut().delete(&run_id, &stage)
     }
+    fn get_at(&self, run_id: String, stage: String, sequence: u64) -> Result<Checkpoint, Error> {
+        self.0.borrow_mut().get_at(&run_id, &stage, sequence)
+    }
+    fn history_page(
+        &self,
+        run_id: String,
+        stage: String,
+        request: HistoryRequest,
+    ) -> Result<HistoryPage, Error> {
+        self.0.borrow_mut().history_page(&run_id, &stage, &request)
+    }
+    fn reset(&self, request: ResetRequest) -> Result<ResetReceipt, Error> {
+        self.0.borrow_mut().reset(request)
+    }
+    fn create_savepoint(
+        &self,
+        run_id: String,
+        stage: String,
+        name: String,
+        sequence: Option<u64>,
+    ) -> Result<SavepointInfo, Error> {
+        self.0
+            .borrow_mut()
+            .create_savepoint(&run_id, &stage, &name, sequence)
+    }
+    fn list_savepoints(&self, run_id: String, stage: String) -> Result<Vec<SavepointInfo>, Error> {
+        self.0.borrow_mut().list_savepoints(&run_id, &stage)
+    }
+    fn get_savepoint(
+        &self,
+        run_id: String,
+        stage: String,
+        name: String,
+    ) -> Result<Checkpoint, Error> {
+        self.0.borrow_mut().get_savepoint(&run_id, &stage, &name)
+    }
+    fn restore_savepoint(
+        &self,
+        run_id: String,
+        stage: String,
+        name: String,
+        epoch: Option<u64>,
+        at_ms: u64,
+    ) -> Result<ResetReceipt, Error> {
+        self.0
+            .borrow_mut()
+            .restore_savepoint(&run_id, &stage, &name, epoch, at_ms)
+    }
+    fn delete_savepoint(&self, run_id: String, stage: String, name: String) -> Result<bool, Error> {
+        self.0.borrow_mut().delete_savepoint(&run_id, &stage, &name)
+    }
+    fn list_stages(&self, run_id: Option<String>) -> Result<Vec<StageSummary>, Error> {
+        self.0.borrow_mut().list_stages(run_id.as_deref())
+    }
     fn open_driver(&self, options: DriverOptions) -> Result<checkpointer::Driver, Error> {
-        let logic = Logic::open(self.0.borrow().options().clone(), HostStorage, HostConsumer)?;
+        let (options_now, limit) = {
+            let this = self.0.borrow();
+            (this.options().clone(), this.memory_limit())
+        };
+        let logic = Logic::open_with_memory_limit(options_now, limit, HostStorage, HostConsumer)?;
         let driver = crate::Driver::open(logic, options)?;
         Ok(checkpointer::Driver::new(DriverResource(RefCell::new(
             driver,
@@ -138,6 +201,15 @@ impl codec::Guest for Component {
     }
     fn describe(error: Error) -> String {
         crate::errors::describe(&error)
+    }
+    fn watermark_label(watermark: Watermark) -> String {
+        crate::labels::watermark_label(&watermark)
+    }
+    fn checkpoint_label(checkpoint: Checkpoint) -> String {
+        crate::labels::checkpoint_label(&checkpoint)
+    }
+    fn resume_point_label(point: ResumePoint) -> String {
+        crate::labels::resume_point_label(&point)
     }
 }
 

@@ -1,9 +1,10 @@
 //! Storage keys. A (run-id, stage) pair maps to keys injectively: no two pairs share a key,
 //! whatever characters the ids contain.
 //!
-//! Layout: `ckpt/{namespace}/{run}/{stage}/latest` holds the latest checkpoint and
+//! Layout: `ckpt/{namespace}/{run}/{stage}/latest` holds the latest checkpoint,
 //! `ckpt/{namespace}/{run}/{stage}/h/{sequence:020}` its retained copies (zero-padded, so byte
-//! order is sequence order). `run` and `stage` are escaped: bytes of `A-Z a-z 0-9 _ -` stay,
+//! order is sequence order) and `ckpt/{namespace}/{run}/{stage}/s/{name}` its savepoints
+//! (the name escaped like the ids; outside `h/`, so retention never lists them). `run` and `stage` are escaped: bytes of `A-Z a-z 0-9 _ -` stay,
 //! every other byte becomes `%XX`. So an escaped id never contains `/` (the separator), `.`, or
 //! a control character, and escaping is injective because `%` itself is escaped.
 //!
@@ -140,6 +141,34 @@ impl StageKeys {
     pub fn history_sequence(&self, key: &str) -> Option<u64> {
         parse_sequence(key.strip_prefix(&self.prefix)?.strip_prefix("h/")?)
     }
+
+    /// The prefix of every savepoint.
+    pub fn savepoint_prefix(&self) -> String {
+        format!("{}s/", self.prefix)
+    }
+
+    /// The key of the savepoint `name`.
+    pub fn savepoint(&self, name: &str) -> String {
+        let mut key = self.savepoint_prefix();
+        escape_into(name, &mut key);
+        key
+    }
+
+    /// The escaped name of a savepoint's key, or `None` when `key` is not one of ours.
+    pub fn savepoint_name<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let name = key.strip_prefix(&self.prefix)?.strip_prefix("s/")?;
+        (!name.is_empty() && !name.contains('/')).then_some(name)
+    }
+}
+
+/// The prefix of every key of `namespace`, or of one run of it.
+pub fn namespace_prefix(namespace: &str, run_id: Option<&str>) -> String {
+    let mut prefix = format!("{ROOT}{namespace}/");
+    if let Some(run_id) = run_id {
+        escape_into(run_id, &mut prefix);
+        prefix.push('/');
+    }
+    prefix
 }
 
 impl Ord for StageKeys {
@@ -161,6 +190,8 @@ pub enum Slot {
     Latest,
     /// `…/h/{sequence:020}`: a retained copy, with the sequence its key names.
     History(u64),
+    /// `…/s/{name}`: a savepoint ([`ParsedKey::savepoint_name`] has its name).
+    Savepoint,
 }
 
 /// A key of the layout, read back into its parts.
@@ -170,13 +201,16 @@ pub struct ParsedKey {
     run_id: String,
     stage: String,
     slot: Slot,
+    /// A savepoint's name, unescaped; empty for other slots.
+    savepoint: String,
     /// The stage the key sits under, exactly as written.
     keys: StageKeys,
 }
 
 impl ParsedKey {
     /// Splits `key`, or `None` when it does not have the layout's shape: the [`ROOT`], then
-    /// non-empty namespace, run and stage segments, then `latest` or `h/` and 20 digits.
+    /// non-empty namespace, run and stage segments, then `latest`, `h/` and 20 digits, or `s/`
+    /// and a non-empty name.
     ///
     /// The escapes in the run and stage segments are not checked: a key with escapes that
     /// [`escape`] would not write (`a.b`, `%2e`) still parses, its ids read as [`unescape`]
@@ -184,8 +218,13 @@ impl ParsedKey {
     /// (run-id, stage) pair, so it is never taken for the home of a checkpoint.
     pub fn parse(key: &str) -> Option<Self> {
         let parts: Vec<&str> = key.strip_prefix(ROOT)?.split('/').collect();
+        let mut savepoint = String::new();
         let (namespace, run, stage, slot) = match parts.as_slice() {
             [namespace, run, stage, "latest"] => (*namespace, *run, *stage, Slot::Latest),
+            [namespace, run, stage, "s", name] if !name.is_empty() => {
+                savepoint = unescape(name);
+                (*namespace, *run, *stage, Slot::Savepoint)
+            }
             [namespace, run, stage, "h", digits] => (
                 *namespace,
                 *run,
@@ -203,6 +242,7 @@ impl ParsedKey {
             run_id: unescape(run),
             stage: unescape(stage),
             slot,
+            savepoint,
             keys: StageKeys {
                 prefix: key[..prefix_len].to_owned(),
             },
@@ -227,6 +267,11 @@ impl ParsedKey {
     /// Which copy the key holds.
     pub fn slot(&self) -> Slot {
         self.slot
+    }
+
+    /// The savepoint's name, unescaped, when the key holds a savepoint.
+    pub fn savepoint_name(&self) -> Option<&str> {
+        (self.slot == Slot::Savepoint).then_some(self.savepoint.as_str())
     }
 
     /// The keys of the stage this key sits under, taken from the key as written, so

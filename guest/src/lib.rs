@@ -41,6 +41,7 @@ mod contract;
 mod driver;
 pub mod errors;
 pub mod keys;
+pub mod labels;
 mod memory;
 pub mod model;
 mod ports;

@@ -3,8 +3,9 @@
 
 pub use crate::bindings::exports::pipeline::checkpoint::checkpointer::{
     AckOutcome, Admission, BatchProgress, ChangeEvent, ChangeKind, Changelog, Completion,
-    DriverOptions, Fallback, Message, Options, OverflowPolicy, Policy, ProcessedMessage, Progress,
-    Receipt, Resume, ResumeOrigin, StageState,
+    DriverOptions, Fallback, HistoryEntry, HistoryPage, HistoryRequest, Message, Options,
+    OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, ResetOrigin, ResetReceipt,
+    ResetRequest, Resume, ResumeOrigin, SavepointInfo, StageState, StageSummary,
 };
 pub use crate::bindings::pipeline::checkpoint::storage::{
     CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp,

@@ -64,6 +64,10 @@ fn main() -> BenchResult<()> {
         eprintln!("[bench] P2 in-memory write/get, component vs native ...");
         per_call = Some(p2_memory_calls(&runtime, n(300), &mut table)?);
     }
+    if run("floor") {
+        eprintln!("[bench] floor: write/get vs the floor component's import calls alone ...");
+        floor_rows(&runtime, n(300), &mut table)?;
+    }
     if run("P3") {
         eprintln!("[bench] P3 cold start and warm instantiate ...");
         p3_start(&runtime, &config, n(30), n(3000), &mut table)?;
@@ -83,6 +87,10 @@ fn main() -> BenchResult<()> {
     if run("P7") {
         eprintln!("[bench] P7 group commit: 64 stages on one file vs one stage alone ...");
         p7_group_commit(&runtime, dir.path(), scale, &mut table)?;
+    }
+    if run("tls") {
+        eprintln!("[bench] tls: first write and steady-state write, TLS vs plain ...");
+        tls_rows(&runtime, n(40), n(300), &mut table)?;
     }
     if run("big") {
         eprintln!("[bench] 16 MiB operator state on SQLite vs raw write + fdatasync ...");
@@ -1683,4 +1691,510 @@ impl<S: Storage> Storage for TimedStorage<S> {
 
 fn ms(ns: f64) -> String {
     format!("{:.1} ms", ns / 1e6)
+}
+
+// ---------------------------------------------------------------------------------------------
+// floor: the real write and get vs the floor component (tests/floor-guest, `make floor`), which
+// makes the same import calls with the same payloads and nothing else
+
+/// The floor component's bindings: its own world, with the checkpoint package's imports.
+mod floor_bindings {
+    wasmtime::component::bindgen!({
+        world: "pipeline:floor/floor-component",
+        path: ["wit", "../tests/floor-guest/wit"],
+        imports: { default: trappable },
+    });
+}
+
+use floor_bindings::pipeline::checkpoint::{consumer as floor_consumer, storage as floor_storage};
+
+/// The floor's imports: the same `MemoryStorage` and `NullConsumer` the real write runs on,
+/// behind the least a host can do (move each value between the two bindings' types).
+struct FloorHost {
+    storage: MemoryStorage,
+    consumer: NullConsumer,
+}
+
+impl floor_storage::Host for FloorHost {
+    fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<floor_storage::Lookup, floor_storage::StorageError>> {
+        Ok(match self.storage.get(&key) {
+            Ok(checkpoint_host::Lookup::Found(e)) => {
+                Ok(floor_storage::Lookup::Found(floor_storage::Entry {
+                    value: e.value,
+                    version: e.version,
+                }))
+            }
+            Ok(checkpoint_host::Lookup::Missing) => Ok(floor_storage::Lookup::Missing),
+            Err(e) => Err(floor_storage::StorageError::Failed(format!("{e:?}"))),
+        })
+    }
+
+    fn commit(
+        &mut self,
+        writes: Vec<floor_storage::Write>,
+    ) -> wasmtime::Result<Result<floor_storage::CommitOutcome, floor_storage::StorageError>> {
+        let writes = writes
+            .into_iter()
+            .map(|w| Write {
+                key: w.key,
+                expected_version: w.expected_version,
+                op: match w.op {
+                    floor_storage::WriteOp::Put(bytes) => WriteOp::Put(bytes),
+                    floor_storage::WriteOp::Delete => WriteOp::Delete,
+                },
+            })
+            .collect();
+        Ok(match self.storage.commit(writes) {
+            Ok(checkpoint_host::CommitOutcome::Committed(v)) => {
+                Ok(floor_storage::CommitOutcome::Committed(v))
+            }
+            Ok(checkpoint_host::CommitOutcome::Conflict(i)) => {
+                Ok(floor_storage::CommitOutcome::Conflict(i))
+            }
+            Err(e) => Err(floor_storage::StorageError::Failed(format!("{e:?}"))),
+        })
+    }
+
+    fn list_keys(
+        &mut self,
+        prefix: String,
+    ) -> wasmtime::Result<Result<Vec<String>, floor_storage::StorageError>> {
+        Ok(self
+            .storage
+            .list_keys(&prefix)
+            .map_err(|e| floor_storage::StorageError::Failed(format!("{e:?}"))))
+    }
+}
+
+impl floor_consumer::Host for FloorHost {
+    fn ack(&mut self, message_ids: Vec<String>) -> wasmtime::Result<Result<(), String>> {
+        Ok(checkpoint_host::Consumer::ack(
+            &mut self.consumer,
+            message_ids,
+        ))
+    }
+}
+
+/// The floor component in an engine configured for calls like the runtime's (no concurrency
+/// support, epoch interruption with a deadline set before every call).
+struct Floor {
+    store: wasmtime::Store<FloorHost>,
+    floor: floor_bindings::FloorComponent,
+}
+
+impl Floor {
+    fn load() -> BenchResult<Floor> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/floor.wasm");
+        if !path.is_file() {
+            return Err(format!(
+                "no floor component at {}: build it with `make floor` (`make bench` does)",
+                path.display()
+            )
+            .into());
+        }
+        let mut config = wasmtime::Config::new();
+        config.concurrency_support(false).epoch_interruption(true);
+        let engine = wasmtime::Engine::new(&config)?;
+        let component = wasmtime::component::Component::from_file(&engine, &path)?;
+        let mut linker = wasmtime::component::Linker::new(&engine);
+        floor_bindings::FloorComponent::add_to_linker::<
+            FloorHost,
+            wasmtime::component::HasSelf<FloorHost>,
+        >(&mut linker, |s| s)?;
+        let mut store = wasmtime::Store::new(
+            &engine,
+            FloorHost {
+                storage: MemoryStorage::new(),
+                consumer: NullConsumer,
+            },
+        );
+        store.set_epoch_deadline(u64::MAX / 2);
+        let floor = floor_bindings::FloorComponent::instantiate(&mut store, &component, &linker)?;
+        Ok(Floor { store, floor })
+    }
+
+    fn noop(&mut self) -> BenchResult<()> {
+        self.store.set_epoch_deadline(u64::MAX / 2);
+        Ok(self
+            .floor
+            .pipeline_floor_floor()
+            .call_noop(&mut self.store)?)
+    }
+
+    fn write(&mut self, key: &str, payload: &[u8], ids: &[String]) -> BenchResult<u64> {
+        self.store.set_epoch_deadline(u64::MAX / 2);
+        Ok(self.floor.pipeline_floor_floor().call_write_floor(
+            &mut self.store,
+            key,
+            payload,
+            3,
+            ids,
+        )??)
+    }
+
+    fn get(&mut self, key: &str) -> BenchResult<Vec<u8>> {
+        self.store.set_epoch_deadline(u64::MAX / 2);
+        Ok(self
+            .floor
+            .pipeline_floor_floor()
+            .call_get_floor(&mut self.store, key)??)
+    }
+}
+
+/// The P2 workload (max-retained 3, the small checkpoint, one id per write) through the real
+/// component and through the floor, interleaved group by group. Prints the line scripts/bench.sh
+/// reads for its per-host table.
+fn floor_rows(runtime: &Runtime, groups: usize, table: &mut Table) -> BenchResult<()> {
+    let store = MemoryStorage::new();
+    let mut real = Checkpointer::open_in(
+        runtime,
+        Box::new(store.clone()),
+        Box::new(NullConsumer),
+        &options(3),
+    )?;
+    let mut floor = Floor::load()?;
+    let total = (groups + 10) * GROUP;
+    let checkpoints: Vec<Checkpoint> = (1..=total as u64)
+        .map(|s| small_checkpoint("p2", s))
+        .collect();
+    let batches: Vec<Vec<String>> = (1..=total as u64).map(batch_of_one).collect();
+    // The floor's payload: the bytes the real write stores, under the real latest key (the
+    // floor writes to its own store).
+    real.write(&checkpoints[0], &batches[0])?;
+    let key = store
+        .keys()
+        .into_iter()
+        .find(|k| k.ends_with("/latest"))
+        .ok_or("the real write stored no latest key")?;
+    let payload = store.raw(&key).ok_or("no stored latest")?.0;
+
+    let (mut write_c, mut write_f) = (Vec::new(), Vec::new());
+    for group in 0..groups + 10 {
+        let range = (group * GROUP).max(1)..(group + 1) * GROUP;
+        let calls = range.len() as f64;
+        let start = Instant::now();
+        for i in range.clone() {
+            black_box(real.write(&checkpoints[i], &batches[i])?);
+        }
+        let c = nanos(start.elapsed()) / calls;
+        let start = Instant::now();
+        for i in range {
+            black_box(floor.write(&key, &payload, &batches[i])?);
+        }
+        let f = nanos(start.elapsed()) / calls;
+        if group >= 10 {
+            write_c.push(c);
+            write_f.push(f);
+        }
+    }
+    let (mut get_c, mut get_f, mut noop) = (Vec::new(), Vec::new(), Vec::new());
+    for group in 0..groups + 10 {
+        let start = Instant::now();
+        for _ in 0..GROUP {
+            black_box(real.get("bench-run", "p2")?);
+        }
+        let c = nanos(start.elapsed()) / GROUP as f64;
+        let start = Instant::now();
+        for _ in 0..GROUP {
+            black_box(floor.get(&key)?);
+        }
+        let f = nanos(start.elapsed()) / GROUP as f64;
+        let start = Instant::now();
+        for _ in 0..GROUP {
+            floor.noop()?;
+        }
+        let e = nanos(start.elapsed()) / GROUP as f64;
+        if group >= 10 {
+            get_c.push(c);
+            get_f.push(f);
+            noop.push(e);
+        }
+    }
+    let (write_c, write_f) = (Samples(write_c), Samples(write_f));
+    let (get_c, get_f, noop) = (Samples(get_c), Samples(get_f), Samples(noop));
+    table.row(
+        "floor",
+        &format!(
+            "Rust: in-memory write, component vs floor (get + commit of 3 + ack, {} B), p50 (p99) \
+             [{} groups of {GROUP}]",
+            payload.len(),
+            write_c.len()
+        ),
+        format!("{} ({})", us(write_c.p50()), us(write_c.p99())),
+        format!("floor {} ({})", us(write_f.p50()), us(write_f.p99())),
+        verdict(write_c.p50() / write_f.p50(), 2.0, true),
+    );
+    table.row(
+        "floor",
+        "Rust: in-memory get, component vs floor (one storage get, bytes returned), p50 (p99)",
+        format!("{} ({})", us(get_c.p50()), us(get_c.p99())),
+        format!("floor {} ({})", us(get_f.p50()), us(get_f.p99())),
+        verdict(get_c.p50() / get_f.p50(), 2.0, true),
+    );
+    table.row(
+        "floor",
+        "Rust: empty export call (floor noop), p50 (p99)",
+        format!("{} ({})", us(noop.p50()), us(noop.p99())),
+        "-".into(),
+        "(no target)".into(),
+    );
+    println!(
+        "floor rust write_us={:.3} get_us={:.3} floor_write_us={:.3} floor_get_us={:.3} \
+         noop_us={:.3} calls={}",
+        write_c.p50() / 1e3,
+        get_c.p50() / 1e3,
+        write_f.p50() / 1e3,
+        get_f.p50() / 1e3,
+        noop.p50() / 1e3,
+        write_c.len() * GROUP
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// tls: the cost of TLS on the network stores. The first durable write of a process (open the
+// store, open a checkpointer, write once: every connection's handshake included) over TLS vs
+// plain, and the steady-state write on an open store, side by side on the same servers.
+// Needs CKPT_TEST_{POSTGRES,REDIS}_URL and CKPT_TEST_{POSTGRES,REDIS}_TLS_URL (scripts/bench.sh
+// runs under scripts/with-test-servers.sh, which sets them); a store without them says so.
+
+/// The value of query parameter `name` of `url`, as written (still escaped).
+fn tls_url_param(url: &str, name: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .map(str::to_owned)
+}
+
+fn tls_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// One configuration of the tls rows: a store URL, and what one first write cost.
+struct TlsSide {
+    url: String,
+    /// open_storage alone, then open + checkpointer + first write.
+    open: Vec<f64>,
+    first: Vec<f64>,
+    steady: Vec<f64>,
+}
+
+impl TlsSide {
+    fn new(url: String) -> Self {
+        TlsSide {
+            url,
+            open: Vec::new(),
+            first: Vec::new(),
+            steady: Vec::new(),
+        }
+    }
+
+    /// Opens the store and writes checkpoint 1 of a stage of its own; returns the times of the
+    /// open and of the whole (the checkpointer is dropped outside the timing).
+    fn first_write(&self, runtime: &Runtime, stage: &str) -> BenchResult<(f64, f64)> {
+        let start = Instant::now();
+        let storage = checkpoint_host::storage::open_storage(&self.url)?;
+        let opened = nanos(start.elapsed());
+        let mut checkpointer =
+            Checkpointer::open_in(runtime, storage, Box::new(NullConsumer), &options(3))?;
+        checkpointer.write(&small_checkpoint(stage, 1), &batch_of_one(1))?;
+        let total = nanos(start.elapsed());
+        drop(checkpointer);
+        Ok((opened, total))
+    }
+}
+
+/// Interleaved samples of `sides` (which goes first alternates): `first` first writes each,
+/// then `steady` writes on one open checkpointer each. Two untimed rounds warm up (and create
+/// the stores' schemas).
+fn tls_measure(
+    runtime: &Runtime,
+    sides: &mut [TlsSide],
+    first: usize,
+    steady: usize,
+) -> BenchResult<()> {
+    for round in 0..first + 2 {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..sides.len()).collect()
+        } else {
+            (0..sides.len()).rev().collect()
+        };
+        for i in order {
+            let (opened, total) =
+                sides[i].first_write(runtime, &format!("tls-first-{i}-{round}"))?;
+            if round >= 2 {
+                sides[i].open.push(opened);
+                sides[i].first.push(total);
+            }
+        }
+    }
+    let mut open: Vec<Checkpointer> = sides
+        .iter()
+        .map(|side| {
+            let storage = checkpoint_host::storage::open_storage(&side.url)?;
+            Ok(Checkpointer::open_in(
+                runtime,
+                storage,
+                Box::new(NullConsumer),
+                &options(3),
+            )?)
+        })
+        .collect::<BenchResult<_>>()?;
+    let warm_up = 20;
+    for sequence in 1..=(warm_up + steady) as u64 {
+        for (i, checkpointer) in open.iter_mut().enumerate() {
+            let checkpoint = small_checkpoint(&format!("tls-steady-{i}"), sequence);
+            let start = Instant::now();
+            checkpointer.write(&checkpoint, &batch_of_one(sequence))?;
+            if sequence > warm_up as u64 {
+                sides[i].steady.push(nanos(start.elapsed()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// "p50 (p99)" in milliseconds.
+fn tls_ms(samples: &[f64]) -> String {
+    let s = Samples(samples.to_vec());
+    format!("{:.2} ms ({:.2} ms)", s.p50() / 1e6, s.p99() / 1e6)
+}
+
+/// "+d ms, r x (no target)": the TLS side's p50 against the plain side's.
+fn tls_cost(tls: &[f64], plain: &[f64]) -> String {
+    let (tls, plain) = (Samples(tls.to_vec()).p50(), Samples(plain.to_vec()).p50());
+    format!(
+        "{:+.2} ms, {:.2}x (no target)",
+        (tls - plain) / 1e6,
+        tls / plain
+    )
+}
+
+/// The rows of one TLS side against the plain one.
+fn tls_side_rows(table: &mut Table, store: &str, how: &str, tls: &TlsSide, plain: &TlsSide) {
+    table.row(
+        "tls",
+        &format!(
+            "{store}: open + first durable write, {how}, p50 (p99) [{}]",
+            tls.first.len()
+        ),
+        tls_ms(&tls.first),
+        format!("plain {}", tls_ms(&plain.first)),
+        tls_cost(&tls.first, &plain.first),
+    );
+    table.row(
+        "tls",
+        &format!("{store}:   of which opening the store (connect, checks, schema)"),
+        tls_ms(&tls.open),
+        format!("plain {}", tls_ms(&plain.open)),
+        tls_cost(&tls.open, &plain.open),
+    );
+}
+
+fn tls_steady_row(table: &mut Table, store: &str, tls: &TlsSide, plain: &TlsSide) {
+    table.row(
+        "tls",
+        &format!(
+            "{store}: steady-state durable write over TLS, p50 (p99) [{}]",
+            tls.steady.len()
+        ),
+        tls_ms(&tls.steady),
+        format!("plain {}", tls_ms(&plain.steady)),
+        tls_cost(&tls.steady, &plain.steady),
+    );
+}
+
+fn tls_rows(runtime: &Runtime, first: usize, steady: usize, table: &mut Table) -> BenchResult<()> {
+    use checkpoint_testkit::servers::{ServerKind, fresh_store_url, set_param};
+
+    // PostgreSQL: plain and TLS for the same role (the superuser, `trust`), so that only TLS
+    // differs; and the TLS-only login as deployed (client certificate and a SCRAM password),
+    // on a schema it owns.
+    match (
+        tls_env("CKPT_TEST_POSTGRES_URL"),
+        tls_env("CKPT_TEST_POSTGRES_TLS_URL"),
+    ) {
+        (Some(admin_url), Some(login_url)) => {
+            let plain_url = fresh_store_url(ServerKind::Postgres, &admin_url, "bench_tls");
+            let mut same_role = set_param(&plain_url, "sslmode", "verify-full");
+            for param in ["sslrootcert", "sslcert", "sslkey"] {
+                let value = tls_url_param(&login_url, param)
+                    .ok_or_else(|| format!("the PostgreSQL TLS URL names no {param}"))?;
+                same_role = set_param(&same_role, param, &value);
+            }
+            let schema = checkpoint_testkit::servers::unique_store_name("bench_tls_login");
+            let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)?;
+            let login_role = login_url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .map_or("ckpt_tls", |(user, _)| user)
+                .to_owned();
+            admin.batch_execute(&format!(
+                "CREATE SCHEMA {schema} AUTHORIZATION {login_role}"
+            ))?;
+            let login_url = set_param(&login_url, "schema", &schema);
+            let mut sides = [
+                TlsSide::new(plain_url),
+                TlsSide::new(same_role),
+                TlsSide::new(login_url),
+            ];
+            tls_measure(runtime, &mut sides, first, steady)?;
+            let [plain, tls, login] = &sides;
+            tls_side_rows(
+                table,
+                "PostgreSQL",
+                "sslmode=verify-full + client cert, same role",
+                tls,
+                plain,
+            );
+            tls_side_rows(
+                table,
+                "PostgreSQL",
+                "TLS-only login (verify-full, client cert, SCRAM password)",
+                login,
+                plain,
+            );
+            tls_steady_row(table, "PostgreSQL", tls, plain);
+        }
+        _ => table.row(
+            "tls",
+            "PostgreSQL: not measured (no server: CKPT_TEST_POSTGRES_URL or \
+             CKPT_TEST_POSTGRES_TLS_URL unset)",
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ),
+    }
+
+    // Redis: the same server and user on its plain port and on its TLS-only port (client
+    // certificate).
+    match (
+        tls_env("CKPT_TEST_REDIS_URL"),
+        tls_env("CKPT_TEST_REDIS_TLS_URL"),
+    ) {
+        (Some(plain_url), Some(tls_url)) => {
+            let prefix = checkpoint_testkit::servers::unique_store_name("bench_tls");
+            let mut sides = [
+                TlsSide::new(set_param(&plain_url, "prefix", &prefix)),
+                TlsSide::new(set_param(&tls_url, "prefix", &prefix)),
+            ];
+            tls_measure(runtime, &mut sides, first, steady)?;
+            let [plain, tls] = &sides;
+            tls_side_rows(table, "Redis", "rediss:// + client cert", tls, plain);
+            tls_steady_row(table, "Redis", tls, plain);
+        }
+        _ => table.row(
+            "tls",
+            "Redis: not measured (no server: CKPT_TEST_REDIS_URL or CKPT_TEST_REDIS_TLS_URL \
+             unset)",
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ),
+    }
+    Ok(())
 }

@@ -8,11 +8,12 @@ use wasmtime::component::ResourceAny;
 
 use crate::bindings::checkpointer_api::Guest as CheckpointerExports;
 use crate::bindings::checkpointer_api::{
-    AckOutcome, Admission, BatchProgress, Changelog, Completion, DriverOptions, Message, Options,
-    ProcessedMessage, Progress, Receipt, Resume, StageState,
+    AckOutcome, Admission, BatchProgress, Changelog, Completion, DriverOptions, HistoryEntry,
+    HistoryPage, HistoryRequest, Message, Options, ProcessedMessage, Progress, Receipt,
+    ResetReceipt, ResetRequest, Resume, SavepointInfo, StageState, StageSummary,
 };
 use crate::bindings::exports::pipeline::checkpoint::codec::Guest as CodecExports;
-use crate::bindings::types::{Checkpoint, ResumePoint};
+use crate::bindings::types::{Checkpoint, ResumePoint, Watermark};
 use crate::consumer::{Consumer, NullConsumer};
 use crate::error::Error;
 use crate::metrics::{Call, CallMetrics, Labels, OpenedDriver, StorageMetrics};
@@ -68,8 +69,10 @@ impl Checkpointer {
         let (mut instance, handle) = metrics.call(Call::Open, || {
             let mut instance: Instance<CheckpointerExports> =
                 runtime.instantiate(storage, consumer)?;
+            // The component checks the options against this instance's memory limit.
+            let memory_limit = runtime.config().max_memory_bytes as u64;
             let handle = instance.call("checkpointer.open", |g, s| {
-                g.checkpointer().call_open(s, options)
+                g.checkpointer().call_open(s, options, memory_limit)
             })?;
             Ok((instance, answer(handle)?))
         })?;
@@ -128,13 +131,188 @@ impl Checkpointer {
         })
     }
 
-    /// The retained checkpoints of (run-id, stage), oldest first; empty when none. Never
-    /// writes.
+    /// The retained checkpoints of (run-id, stage), oldest first, ending with the latest;
+    /// empty when none. Never writes. Read page by page ([`Checkpointer::history_page`]), so a
+    /// history larger than the instance's memory is read all the same; each page reads the
+    /// latest again, so a writer committing meanwhile may add its checkpoints to the end.
     pub fn history(&mut self, run_id: &str, stage: &str) -> Result<Vec<Checkpoint>, Error> {
+        Ok(self
+            .history_entries(run_id, stage)?
+            .into_iter()
+            .map(|entry| entry.checkpoint)
+            .collect())
+    }
+
+    /// Every retained checkpoint with what is stored beside it (its size, and where a reset
+    /// moved the stage from), oldest first, read page by page.
+    pub fn history_entries(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+    ) -> Result<Vec<HistoryEntry>, Error> {
+        let mut request = HistoryRequest {
+            after_sequence: 0,
+            max_checkpoints: u32::MAX,
+            max_bytes: 0,
+        };
+        let mut entries = Vec::new();
+        loop {
+            let page = self.history_page(run_id, stage, &request)?;
+            entries.extend(page.entries);
+            match page.next_after {
+                Some(after) => request.after_sequence = after,
+                None => return Ok(entries),
+            }
+        }
+    }
+
+    /// One page of the retained checkpoints of (run-id, stage), oldest first, at most
+    /// `request.max_checkpoints` and `request.max_bytes` (0: the largest page the instance
+    /// serves, a quarter of its memory limit). Never writes.
+    pub fn history_page(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        request: &HistoryRequest,
+    ) -> Result<HistoryPage, Error> {
         let handle = self.handle;
         self.metrics.call(Call::History, || {
-            answer(self.instance.call("checkpointer.history", |g, s| {
-                g.checkpointer().call_history(s, handle, run_id, stage)
+            answer(self.instance.call("checkpointer.history-page", |g, s| {
+                g.checkpointer()
+                    .call_history_page(s, handle, run_id, stage, *request)
+            })?)
+        })
+    }
+
+    /// The retained checkpoint of (run-id, stage) with `sequence` (the latest included):
+    /// `not-found` when that sequence is not retained. Never writes.
+    pub fn get_at(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        sequence: u64,
+    ) -> Result<Checkpoint, Error> {
+        let handle = self.handle;
+        self.metrics.call(Call::Get, || {
+            answer(self.instance.call("checkpointer.get-at", |g, s| {
+                g.checkpointer()
+                    .call_get_at(s, handle, run_id, stage, sequence)
+            })?)
+        })
+    }
+
+    /// Moves (run-id, stage) to `request.watermark` (backwards or forwards) and takes it over
+    /// with an epoch above the stored one, fencing every older writer. See `reset` in
+    /// `wit/checkpointer.wit`.
+    pub fn reset(&mut self, request: &ResetRequest) -> Result<ResetReceipt, Error> {
+        let handle = self.handle;
+        self.metrics.call(Call::Reset, || {
+            answer(self.instance.call("checkpointer.reset", |g, s| {
+                g.checkpointer().call_reset(s, handle, request)
+            })?)
+        })
+    }
+
+    /// Pins the latest checkpoint of (run-id, stage), or the retained one with `sequence`,
+    /// under `name`: retention, resets and [`Checkpointer::delete`] never remove it.
+    pub fn create_savepoint(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        name: &str,
+        sequence: Option<u64>,
+    ) -> Result<SavepointInfo, Error> {
+        let handle = self.handle;
+        self.metrics.call(Call::Savepoint, || {
+            answer(
+                self.instance
+                    .call("checkpointer.create-savepoint", |g, s| {
+                        g.checkpointer()
+                            .call_create_savepoint(s, handle, run_id, stage, name, sequence)
+                    })?,
+            )
+        })
+    }
+
+    /// The savepoints of (run-id, stage), by name.
+    pub fn list_savepoints(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+    ) -> Result<Vec<SavepointInfo>, Error> {
+        let handle = self.handle;
+        self.metrics.call(Call::Savepoint, || {
+            answer(self.instance.call("checkpointer.list-savepoints", |g, s| {
+                g.checkpointer()
+                    .call_list_savepoints(s, handle, run_id, stage)
+            })?)
+        })
+    }
+
+    /// The checkpoint the savepoint `name` pins; `not-found` when there is none.
+    pub fn get_savepoint(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        name: &str,
+    ) -> Result<Checkpoint, Error> {
+        let handle = self.handle;
+        self.metrics.call(Call::Savepoint, || {
+            answer(self.instance.call("checkpointer.get-savepoint", |g, s| {
+                g.checkpointer()
+                    .call_get_savepoint(s, handle, run_id, stage, name)
+            })?)
+        })
+    }
+
+    /// Resets (run-id, stage) to the savepoint `name` (position and state), as
+    /// [`Checkpointer::reset`] does.
+    pub fn restore_savepoint(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        name: &str,
+        epoch: Option<u64>,
+        at_ms: u64,
+    ) -> Result<ResetReceipt, Error> {
+        let handle = self.handle;
+        self.metrics.call(Call::Reset, || {
+            answer(
+                self.instance
+                    .call("checkpointer.restore-savepoint", |g, s| {
+                        g.checkpointer()
+                            .call_restore_savepoint(s, handle, run_id, stage, name, epoch, at_ms)
+                    })?,
+            )
+        })
+    }
+
+    /// Removes the savepoint `name`; false when there was none.
+    pub fn delete_savepoint(
+        &mut self,
+        run_id: &str,
+        stage: &str,
+        name: &str,
+    ) -> Result<bool, Error> {
+        let handle = self.handle;
+        self.metrics.call(Call::Savepoint, || {
+            answer(
+                self.instance
+                    .call("checkpointer.delete-savepoint", |g, s| {
+                        g.checkpointer()
+                            .call_delete_savepoint(s, handle, run_id, stage, name)
+                    })?,
+            )
+        })
+    }
+
+    /// Every stage of the namespace (of one run, when given), with its latest position; a
+    /// damaged latest is reported in its summary.
+    pub fn list_stages(&mut self, run_id: Option<&str>) -> Result<Vec<StageSummary>, Error> {
+        let handle = self.handle;
+        self.metrics.call(Call::ListStages, || {
+            answer(self.instance.call("checkpointer.list-stages", |g, s| {
+                g.checkpointer().call_list_stages(s, handle, run_id)
             })?)
         })
     }
@@ -406,5 +584,26 @@ impl Codec {
     pub fn describe(&mut self, error: &crate::CheckpointError) -> Result<String, Error> {
         self.instance
             .call("codec.describe", |g, s| g.call_describe(s, error))
+    }
+
+    /// One stable line for people about a watermark (FORMAT.md "Labels").
+    pub fn watermark_label(&mut self, watermark: &Watermark) -> Result<String, Error> {
+        self.instance.call("codec.watermark-label", |g, s| {
+            g.call_watermark_label(s, *watermark)
+        })
+    }
+
+    /// One stable line for people about a checkpoint (FORMAT.md "Labels").
+    pub fn checkpoint_label(&mut self, checkpoint: &Checkpoint) -> Result<String, Error> {
+        self.instance.call("codec.checkpoint-label", |g, s| {
+            g.call_checkpoint_label(s, checkpoint)
+        })
+    }
+
+    /// One stable line for people about a resume point (FORMAT.md "Labels").
+    pub fn resume_point_label(&mut self, point: &ResumePoint) -> Result<String, Error> {
+        self.instance.call("codec.resume-point-label", |g, s| {
+            g.call_resume_point_label(s, point)
+        })
     }
 }

@@ -79,8 +79,9 @@ pub use storage::Storage;
 
 pub use bindings::checkpointer_api::{
     AckOutcome, Admission, BatchProgress, ChangeEvent, ChangeKind, Changelog, Completion,
-    DriverOptions, Fallback, Message, Options, OverflowPolicy, Policy, ProcessedMessage, Progress,
-    Receipt, Resume, ResumeOrigin, StageState,
+    DriverOptions, Fallback, HistoryEntry, HistoryPage, HistoryRequest, Message, Options,
+    OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, ResetOrigin, ResetReceipt,
+    ResetRequest, Resume, ResumeOrigin, SavepointInfo, StageState, StageSummary,
 };
 pub use bindings::storage::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
 pub use bindings::types::{

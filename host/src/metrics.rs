@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 use ::metrics::{Counter, Histogram, Key, Label, Level, Metadata, SharedString, Unit};
 
 use crate::bindings::checkpointer_api::{
-    AckOutcome, Admission, BatchProgress, Completion, Progress, Receipt, Resume, ResumeOrigin,
+    AckOutcome, Admission, BatchProgress, Completion, HistoryPage, Progress, Receipt, ResetReceipt,
+    Resume, ResumeOrigin, SavepointInfo, StageSummary,
 };
 use crate::bindings::storage::{CommitOutcome, StorageError, Write, WriteOp};
 use crate::bindings::types::{Checkpoint, Error as CheckpointError};
@@ -225,6 +226,9 @@ pub(crate) enum Call {
     History,
     Delete,
     RecoverAcks,
+    Reset,
+    Savepoint,
+    ListStages,
     OpenDriver,
     RecordProcessed,
     RecordProcessedBatch,
@@ -233,7 +237,7 @@ pub(crate) enum Call {
     Flush,
 }
 
-const CALLS: usize = 13;
+const CALLS: usize = 16;
 
 /// Which duration histogram a call goes to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -254,6 +258,9 @@ impl Call {
             Call::History => "history",
             Call::Delete => "delete",
             Call::RecoverAcks => "recover_acks",
+            Call::Reset => "reset",
+            Call::Savepoint => "savepoint",
+            Call::ListStages => "list_stages",
             Call::OpenDriver => "open_driver",
             Call::RecordProcessed => "record_processed",
             Call::RecordProcessedBatch => "record_processed_batch",
@@ -269,9 +276,14 @@ impl Call {
                 Class::Write
             }
             Call::Get | Call::ResumePoint | Call::History | Call::OpenDriver => Class::Read,
-            Call::Open | Call::Delete | Call::RecoverAcks | Call::Begin | Call::Complete => {
-                Class::Untimed
-            }
+            Call::Open
+            | Call::Delete
+            | Call::RecoverAcks
+            | Call::Reset
+            | Call::Savepoint
+            | Call::ListStages
+            | Call::Begin
+            | Call::Complete => Class::Untimed,
         }
     }
 }
@@ -346,6 +358,12 @@ impl Observed for u32 {}
 impl Observed for Admission {}
 impl Observed for Completion {}
 impl Observed for AckOutcome {}
+impl Observed for bool {}
+impl Observed for HistoryPage {}
+impl Observed for ResetReceipt {}
+impl Observed for SavepointInfo {}
+impl Observed for Vec<SavepointInfo> {}
+impl Observed for Vec<StageSummary> {}
 /// An opened checkpointer: its instance and handle.
 impl<A, B> Observed for (A, B) {}
 
@@ -598,6 +616,9 @@ mod tests {
             Call::History,
             Call::Delete,
             Call::RecoverAcks,
+            Call::Reset,
+            Call::Savepoint,
+            Call::ListStages,
             Call::OpenDriver,
             Call::RecordProcessed,
             Call::RecordProcessedBatch,

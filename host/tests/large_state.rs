@@ -1,11 +1,14 @@
 //! A checkpoint that the options and the sandbox allow is writable and readable: 1, 4 and
-//! 16 MiB of operator state under a 20 MiB size limit, in the default 64 MiB instance.
+//! 16 MiB of operator state under a 20 MiB size limit, in a 128 MiB instance (a write needs up
+//! to 6 x 20 MiB + 2 MiB = 122 MiB: `checkpointer.open` refuses the limit in the default 64 MiB).
 
 use std::time::Instant;
 
 use checkpoint_host::consumer::NullConsumer;
 use checkpoint_host::storage::MemoryStorage;
-use checkpoint_host::{Checkpoint, Checkpointer, OperatorState, Options, Watermark};
+use checkpoint_host::{
+    Checkpoint, Checkpointer, OperatorState, Options, Runtime, RuntimeConfig, Watermark,
+};
 
 #[test]
 fn operator_states_of_1_4_and_16_mib_round_trip() {
@@ -14,8 +17,14 @@ fn operator_states_of_1_4_and_16_mib_round_trip() {
         max_retained: 1,
         max_checkpoint_bytes: 20 << 20,
     };
+    let runtime = Runtime::new(RuntimeConfig {
+        max_memory_bytes: 128 << 20,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
     for (sequence, mib) in [(1u64, 1usize), (2, 4), (3, 16)] {
-        let mut checkpointer = Checkpointer::open(
+        let mut checkpointer = Checkpointer::open_in(
+            &runtime,
             Box::new(MemoryStorage::new()),
             Box::new(NullConsumer),
             &options,

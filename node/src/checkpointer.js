@@ -60,7 +60,9 @@ export class Checkpointer {
   static open(storage, consumer, options, { runtime } = {}) {
     const wit = optionsIn(options);
     const instance = new Instance(storage, consumer ?? new NullConsumer(), runtime);
-    const handle = instance.call('checkpointer.open', () => instance.checkpointer.Checkpointer.open(wit));
+    // The component checks the options against this instance's memory limit.
+    const limit = BigInt(instance.maxMemoryBytes);
+    const handle = instance.call('checkpointer.open', () => instance.checkpointer.Checkpointer.open(wit, limit));
     return new Checkpointer(instance, handle);
   }
 

@@ -387,6 +387,11 @@ export class Instance {
   }
 
   /** Why this instance refuses calls, or `null` while it serves them. */
+  /** The largest linear memory this instance may grow to, in bytes (its runtime's limit). */
+  get maxMemoryBytes() {
+    return this.#runtime.maxMemoryBytes;
+  }
+
   get broken() {
     return this.#broken;
   }

@@ -5,6 +5,10 @@
 // time spent in a store callback counts against the deadline, and WASI grants no authority.
 // The same cases as host/tests/sandbox.rs and python/tests/test_sandbox.py; no test asserts how
 // fast anything was stopped, only how.
+//
+// 'the summary' plays the three headline cases once more (endless loop, memory bomb, slow store
+// callback), each followed by a new instance that must serve, and prints one line to stderr for
+// `make reliability` (scripts/reliability.sh): `sandbox node: ...`.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -36,6 +40,7 @@ const BINDINGS = `${REPO}target/node-hostile`;
 const DEADLINE_MS = 200;
 const MEMORY_LIMIT = 64 << 20;
 const OPTIONS = { namespace: 'sandbox', maxRetained: 2, maxCheckpointBytes: 1 << 20 };
+const SLOW_CALLBACK_MS = 1000;
 
 /** A valid checkpoint whose run id is the hostile guest's command. */
 function command(runId) {
@@ -44,6 +49,18 @@ function command(runId) {
 
 function sleepMs(ms) {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** `store`, whose `get` answers only after SLOW_CALLBACK_MS. */
+function slowGet(store) {
+  return {
+    get: (key) => {
+      sleepMs(SLOW_CALLBACK_MS);
+      return store.get(key);
+    },
+    commit: (writes) => store.commit(writes),
+    listKeys: (prefix) => store.listKeys(prefix),
+  };
 }
 
 // `hostile` stops calls after 200 ms, as in the Rust test; `roomy` (the default 10 s) is for the
@@ -168,15 +185,7 @@ describe('the real component', () => {
   test('time spent in a store callback counts against the deadline; the late answer never reaches the guest', () => {
     const runtime = new Runtime({ callDeadlineMs: 500 });
     const store = new MapStorage();
-    const slow = {
-      get: (key) => {
-        sleepMs(1000);
-        return store.get(key);
-      },
-      commit: (writes) => store.commit(writes),
-      listKeys: (prefix) => store.listKeys(prefix),
-    };
-    const checkpointer = Checkpointer.open(slow, null, OPTIONS, { runtime });
+    const checkpointer = Checkpointer.open(slowGet(store), null, OPTIONS, { runtime });
     assert.throws(() => checkpointer.get('run', 's'), (e) => {
       assert.ok(e instanceof DeadlineError, `${e}`);
       assert.match(e.message, /^the component call `checkpointer\.get` ran past its deadline of 500ms and was interrupted: the host call `get` returned after the deadline$/);
@@ -201,6 +210,47 @@ describe('the real component', () => {
       assert.ok(e instanceof ComponentFailure && !(e instanceof InvalidInputError));
       assert.equal(e.name, E.name);
     }
+  });
+});
+
+describe('the summary', () => {
+  // Printed before the assertion, so that a failure shows in the line too.
+  test('endless loop, memory bomb and slow store callback, each followed by a new instance', () => {
+    const slowRuntime = new Runtime({ callDeadlineMs: 500 });
+    const failures = [];
+    const times = {};
+    const play = (name, ErrorClass, call, runtime) => {
+      const start = performance.now();
+      try {
+        call();
+        failures.push(`${name}: expected ${ErrorClass.name}, the call returned`);
+        return;
+      } catch (e) {
+        if (!(e instanceof ErrorClass)) {
+          failures.push(`${name}: expected ${ErrorClass.name}, got ${e}`);
+          return;
+        }
+        times[name] = performance.now() - start;
+      }
+      try {
+        assertRuntimeKeepsServing(runtime);
+      } catch (e) {
+        failures.push(`${name}: the runtime no longer serves: ${e}`);
+      }
+    };
+    play('loop', DeadlineError, () => new Codec({ runtime: hostile }).validate(command('loop')), hostile);
+    play('bomb', MemoryLimitError, () => new Codec({ runtime: roomy }).validate(command('bomb')), roomy);
+    const slow = Checkpointer.open(slowGet(new MapStorage()), null, OPTIONS, { runtime: slowRuntime });
+    play('slow', DeadlineError, () => slow.get('run', 's'), slowRuntime);
+
+    const ms = (name) => (name in times ? times[name].toFixed(0) : '?');
+    process.stderr.write(
+      `sandbox node: ${3 - failures.length} of 3 held: endless loop stopped after ${ms('loop')} ms `
+      + `(deadline ${DEADLINE_MS} ms), memory bomb refused at the ${MEMORY_LIMIT >> 20} MiB limit after `
+      + `${ms('bomb')} ms, slow store callback (${SLOW_CALLBACK_MS} ms) stopped after ${ms('slow')} ms `
+      + `(deadline 500 ms); host still serving after each${failures.length ? `; FAILED: ${failures.join('; ')}` : ''}\n`,
+    );
+    assert.deepEqual(failures, []);
   });
 });
 

@@ -514,18 +514,30 @@ def test_codec_names_the_damage() -> None:
 NO_GROWTH = 17 * 65536
 
 
-def test_a_trap_poisons_only_its_own_checkpointer() -> None:
+def test_options_a_sandbox_cannot_serve_are_invalid_at_open() -> None:
+    # A write needs up to 6 x max-checkpoint-bytes + 2 MiB: no options fit 17 pages.
     tight = Runtime(max_memory_bytes=NO_GROWTH)
+    with pytest.raises(InvalidInput) as refused:
+        Checkpointer.open(DictStorage(), None, OPTIONS, runtime=tight)
+    assert refused.value.field == "max-checkpoint-bytes"
+    assert str(NO_GROWTH) in refused.value.reason
+
+
+def test_a_trap_poisons_only_its_own_checkpointer() -> None:
+    # Stored data larger than this checkpointer's options allow (written by one with a larger
+    # limit) is the one thing its options do not bound: reading it in a 3 MiB sandbox traps.
     store = DictStorage()
+    roomy = Options(namespace="test", max_retained=3, max_checkpoint_bytes=4 << 20)
+    big = cp(1, operator_states=[OperatorState("s", b"x" * (2 << 20))])
+    assert open_on(store, options=roomy).write(big).sequence == 1
+    tight = Runtime(max_memory_bytes=3 << 20)
     checkpointer = Checkpointer.open(store, None, OPTIONS, runtime=tight)
-    big = cp(1, operator_states=[OperatorState("s", b"x" * 60_000)])
-    with pytest.raises(ComponentFailure, match="wasm trap"):
-        checkpointer.write(big)
+    with pytest.raises(ComponentFailure, match="wasm trap|memory"):
+        checkpointer.get("run", "stage")
     with pytest.raises(ComponentFailure, match="unusable after an earlier failure"):
         checkpointer.get("run", "stage")
-    assert store.list_keys("") == []  # the trap wrote nothing
-    other = open_on(store)  # another instance (default runtime) is unaffected
-    assert other.write(big).sequence == 1
+    other = open_on(store, options=roomy)  # another instance (default runtime) is unaffected
+    assert other.get("run", "stage") == big
 
 
 def test_codec_opens_a_fresh_instance_after_a_trap() -> None:

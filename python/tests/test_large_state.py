@@ -27,10 +27,11 @@ from pipeline_checkpoint import _runtime
 
 MiB = 1 << 20
 OPTIONS = Options(namespace="large", max_retained=1, max_checkpoint_bytes=20 * MiB)
-# The default sandbox (64 MiB of memory), with a longer deadline: 16 MiB takes about 6 s to
+# A 128 MiB sandbox (a write needs up to 6 x 20 MiB + 2 MiB: the component refuses the 20 MiB
+# limit in the default 64 MiB), with a longer deadline: 16 MiB takes about 6 s to
 # write here (most of it wasmtime's C API converting one `Val` per byte), within the default
 # 10 s on an idle machine, but too close to it for a test that must not flake under load.
-RUNTIME = Runtime(call_deadline_s=60)
+RUNTIME = Runtime(call_deadline_s=60, max_memory_bytes=128 * MiB)
 
 
 @pytest.mark.parametrize("mib", [1, 4, 16])
@@ -62,5 +63,5 @@ def test_a_large_operator_state_is_written_and_read_back(mib, capsys) -> None:
 def test_the_hostcall_fuel_is_raised_in_this_process() -> None:
     # Fails when a wasmtime-py update moves the field: then the adapter leaves the default and
     # says why (`hostcall_fuel_problem`), and states over about 2.6 MiB fail again.
-    Checkpointer.open(DictStorage(), None, OPTIONS)
+    Checkpointer.open(DictStorage(), None, OPTIONS, runtime=RUNTIME)
     assert _runtime.hostcall_fuel_settable(), _runtime.hostcall_fuel_problem()

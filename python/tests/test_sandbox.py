@@ -4,13 +4,19 @@ call that never ends is stopped by the deadline, a memory bomb by the memory lim
 only its own instance (which then answers `Unusable`), the runtime keeps serving, time spent in
 a store callback counts against the deadline, and the guest has no WASI authority. The same
 cases as host/tests/sandbox.rs and node/test/sandbox.test.js, with the same error kinds and
-texts; no test asserts how fast anything was stopped, only how."""
+texts; no test asserts how fast anything was stopped, only how.
+
+`test_sandbox_summary` plays the three headline cases once more (endless loop, memory bomb, slow
+store callback), each followed by a new instance that must serve, and prints one line for `make
+reliability` (scripts/reliability.sh): `sandbox python: ...`."""
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -165,9 +171,12 @@ def test_a_decode_larger_than_the_memory_limit_fails_cleanly() -> None:
     assert codec.decode(codec.encode(command("run-1"))) == command("run-1")
 
 
+SLOW_CALLBACK_S = 1.0
+
+
 class SlowGet(DictStorage):
     def get(self, key: str):  # type: ignore[no-untyped-def]
-        time.sleep(1.0)
+        time.sleep(SLOW_CALLBACK_S)
         return super().get(key)
 
 
@@ -200,3 +209,55 @@ def test_every_failure_kind_is_a_component_failure() -> None:
 )
 def test_deadlines_are_worded_as_rust_words_a_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_sandbox_summary(
+    hostile: Runtime, roomy: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The headline cases once more, each followed by a new instance that must serve, with one
+    summary line for scripts/reliability.sh (printed past pytest's capture, before the
+    assertion, so that a failure shows in it too)."""
+    slow_runtime = Runtime(call_deadline_s=0.5)
+    failures: list[str] = []
+    times: dict[str, float] = {}
+
+    def case(
+        name: str, error: type[BaseException], call: Callable[[], object], runtime: Runtime
+    ) -> None:
+        start = time.perf_counter()
+        try:
+            call()
+        except error:
+            times[name] = (time.perf_counter() - start) * 1000
+        except Exception as e:  # noqa: BLE001 - reported in the summary line
+            failures.append(f"{name}: expected {error.__name__}, got {type(e).__name__}: {e}")
+            return
+        else:
+            failures.append(f"{name}: expected {error.__name__}, the call returned")
+            return
+        try:
+            assert_runtime_keeps_serving(runtime)
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"{name}: the runtime no longer serves: {e}")
+
+    case("loop", Deadline, lambda: Codec(runtime=hostile).validate(command("loop")), hostile)
+    case("bomb", MemoryLimit, lambda: Codec(runtime=roomy).validate(command("bomb")), roomy)
+    slow = Checkpointer.open(SlowGet(), None, OPTIONS, runtime=slow_runtime)
+    case("slow", Deadline, lambda: slow.get("run", "s"), slow_runtime)
+
+    held = 3 - len(failures)
+
+    def ms(name: str) -> str:
+        return f"{times[name]:.0f}" if name in times else "?"
+
+    line = (
+        f"sandbox python: {held} of 3 held: endless loop stopped after {ms('loop')} ms (deadline "
+        f"200 ms), memory bomb refused at the {MEMORY_LIMIT >> 20} MiB limit after {ms('bomb')} "
+        f"ms, slow store callback ({SLOW_CALLBACK_S * 1000:.0f} ms) stopped after {ms('slow')} ms "
+        f"(deadline 500 ms); host still serving after each"
+        + (f"; FAILED: {'; '.join(failures)}" if failures else "")
+    )
+    with capsys.disabled():
+        # On a line of its own, after pytest's progress dots.
+        print(f"\n{line}", file=sys.stderr, flush=True)
+    assert not failures, failures

@@ -184,7 +184,7 @@ fn every_other_version_with_a_valid_crc_is_unknown_version() {
 fn unknown_flags_are_rejected() {
     let bytes = encode(&minimal()).unwrap();
     assert_eq!(
-        decode(&with_header(bytes, 6, 2)).unwrap_err().kind,
+        decode(&with_header(bytes, 6, 4)).unwrap_err().kind,
         CorruptionKind::UnknownFlags
     );
 }
@@ -192,7 +192,7 @@ fn unknown_flags_are_rejected() {
 #[test]
 fn ack_ids_are_stored_after_the_checkpoint_and_left_out_by_decode() {
     let ids = vec!["m-1".to_string(), String::new(), "m-3".to_string()];
-    let stored = crate::codec::encode_stored(&minimal(), &ids).unwrap();
+    let stored = crate::codec::encode_stored(&minimal(), &ids, None).unwrap();
     let plain = encode(&minimal()).unwrap();
     assert_eq!(u16::from_le_bytes([stored[6], stored[7]]), FLAG_ACK_IDS);
     assert_eq!(stored.len(), plain.len() + 4 + 3 * 4 + 6);
@@ -201,7 +201,10 @@ fn ack_ids_are_stored_after_the_checkpoint_and_left_out_by_decode() {
     assert_eq!(decoded.ack_ids, ids);
     assert!(decoded.same_checkpoint(&stored, &plain, plain.len() - HEADER_LEN - TRAILER_LEN));
     // No ids: the plain encoding, flag clear.
-    assert_eq!(crate::codec::encode_stored(&minimal(), &[]).unwrap(), plain);
+    assert_eq!(
+        crate::codec::encode_stored(&minimal(), &[], None).unwrap(),
+        plain
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ over its exports (`checkpointer`, `codec`)::
                         watermark=Watermark(offset=1, event_time_ms=0), at_ms=0), ["m-1"])
 """
 
+from ._cache import ArtifactCacheError
 from ._runtime import Runtime, default_component_path
 from .checkpointer import Checkpointer, Codec, Driver
 from .consumer import Consumer, NullConsumer, RecordingConsumer
@@ -101,6 +102,7 @@ __all__ = [
     "Acked",
     "Admission",
     "Admitted",
+    "ArtifactCacheError",
     "Backpressure",
     "BatchProgress",
     "BrokenStore",

@@ -34,7 +34,10 @@ places, so it refuses to load with any other major version):
 3. An int out of range would be wrapped silently by ctypes: `_wit` checks every int first.
 4. Value conversion is generic and slow (the type is walked through the C API on every call,
    `list<u8>` one byte at a time): `_speedups` caches type introspection, converts bytes in
-   bulk, and each export's `FuncType` is fetched once per runtime (`Instance.call`).
+   bulk, and each export's `FuncType` is fetched once per runtime (`Instance.call`). What
+   stays is wasmtime's C API itself: every byte of a `list<u8>` is a 32-byte C value and a
+   Rust `Val`, both ways, so large state moves at about 5 MB/s with about 160 bytes of
+   transient memory per byte (python/bench.py `large-state` rows); no public C API moves bytes.
 5. Every value a guest hands the host (a host function's arguments, an export's results) is
    lifted into wasmtime's generic `Val`, 48 bytes per list element, and wasmtime charges that
    against its per-call "hostcall fuel", 128 MiB by default: a `list<u8>` over about 2.6 MiB
@@ -83,7 +86,7 @@ if _installed_version("wasmtime").split(".")[0] != WASMTIME_MAJOR:
 from wasmtime import _ffi as ffi  # noqa: E402
 from wasmtime.component import Component, Linker, ResultType, Variant  # noqa: E402
 
-from . import _speedups, _wit  # noqa: E402
+from . import _cache, _speedups, _wit  # noqa: E402
 from . import types as t
 from .errors import (
     CheckpointError,
@@ -542,7 +545,13 @@ class Runtime:
         *,
         max_memory_bytes: int = MAX_MEMORY_BYTES,
         call_deadline_s: float = CALL_DEADLINE_S,
+        cache_dir: str | os.PathLike[str] | None | bool = None,
     ) -> None:
+        """`cache_dir`: where compiled components are cached (`_cache`; **the cache is trusted
+        code**: an entry is machine code that runs as this program, so a directory anyone else
+        could write is refused). None: `$CKPT_CACHE_DIR`, else
+        `$XDG_CACHE_HOME/checkpoint-component`, else `~/.cache/checkpoint-component`;
+        False: no cache."""
         self.path = Path(path) if path is not None else default_component_path()
         #: Linear memory each instance may grow to; growth beyond it fails and the guest traps.
         self.max_memory_bytes = max_memory_bytes
@@ -565,7 +574,26 @@ class Runtime:
                 config.memory_init_cow = False
                 self.memory_creator.install(config)
             self.engine = wasmtime.Engine(config)
-            self.component = Component.from_file(self.engine, str(self.path))
+            if cache_dir is False:
+                directory = None
+            elif cache_dir is None or cache_dir is True:
+                directory = _cache.default_cache_dir()
+            else:
+                directory = Path(cache_dir)
+            # What of this engine's configuration shapes compiled code, beyond wasmtime's
+            # version: part of the cache entry's name (wasmtime also refuses a mismatch).
+            settings = f"epoch_interruption=1 memory_creator={self.memory_creator is not None}"
+            loaded = _cache.load_component(
+                self.engine, self.path.read_bytes(), settings, directory
+            )
+            self.component = loaded.component
+            #: "cache" when the compiled component came from a verified cache entry, else
+            #: "compiled".
+            self.artifact_source = loaded.source
+            #: The cache entry read or written (None without a usable cache directory).
+            self.artifact_cache_path = loaded.path
+            #: Why the cache directory was refused (`_cache.ArtifactCacheError`), if it was.
+            self.artifact_cache_error = loaded.cache_error
             self.linker = Linker(self.engine)
             # The checkpoint component imports no WASI; a component that does (a std build
             # with WASI imports, the hostile test guest) gets it with no authority at all: no

@@ -71,7 +71,10 @@ class Checkpointer:
         instance = _runtime(runtime).instantiate(
             Host(storage, consumer if consumer is not None else NullConsumer())
         )
-        handle = instance.call_result(CHECKPOINTER, "[static]checkpointer.open", lowered)
+        # The component checks the options against this instance's memory limit.
+        handle = instance.call_result(
+            CHECKPOINTER, "[static]checkpointer.open", lowered, instance.runtime.max_memory_bytes
+        )
         return cls(instance, handle)
 
     def _call(self, name: str, *args: Any) -> Any:

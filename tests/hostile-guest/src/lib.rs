@@ -28,11 +28,14 @@ mod bindings {
 }
 
 use bindings::exports::pipeline::checkpoint::checkpointer::{
-    self, AckOutcome, Admission, BatchProgress, Changelog, Completion, DriverOptions, Message,
-    Options, ProcessedMessage, Progress, Receipt, Resume, StageState,
+    self, AckOutcome, Admission, BatchProgress, Changelog, Completion, DriverOptions,
+    HistoryPage, HistoryRequest, Message, Options, ProcessedMessage, Progress, Receipt,
+    ResetReceipt, ResetRequest, Resume, SavepointInfo, StageState, StageSummary,
 };
 use bindings::exports::pipeline::checkpoint::codec;
-use bindings::pipeline::checkpoint::types::{Checkpoint, Error, InvalidInput, ResumePoint};
+use bindings::pipeline::checkpoint::types::{
+    Checkpoint, Error, InvalidInput, ResumePoint, Watermark,
+};
 
 fn invalid(field: &str, reason: String) -> Error {
     Error::Invalid(InvalidInput {
@@ -125,7 +128,7 @@ impl checkpointer::Guest for Component {
 }
 
 impl checkpointer::GuestCheckpointer for Hostile {
-    fn open(_options: Options) -> Result<checkpointer::Checkpointer, Error> {
+    fn open(_options: Options, _memory_limit: u64) -> Result<checkpointer::Checkpointer, Error> {
         Ok(checkpointer::Checkpointer::new(Hostile))
     }
     fn write(&self, checkpoint: Checkpoint, _batch: Vec<String>) -> Result<Receipt, Error> {
@@ -154,6 +157,60 @@ impl checkpointer::GuestCheckpointer for Hostile {
     }
     fn open_driver(&self, _options: DriverOptions) -> Result<checkpointer::Driver, Error> {
         refuse("open-driver")
+    }
+    fn get_at(&self, run_id: String, _stage: String, _sequence: u64) -> Result<Checkpoint, Error> {
+        misbehave(&run_id)?;
+        Err(Error::NotFound)
+    }
+    fn history_page(
+        &self,
+        run_id: String,
+        _stage: String,
+        _request: HistoryRequest,
+    ) -> Result<HistoryPage, Error> {
+        misbehave(&run_id)?;
+        refuse("history-page")
+    }
+    fn reset(&self, request: ResetRequest) -> Result<ResetReceipt, Error> {
+        misbehave(&request.run_id)?;
+        refuse("reset")
+    }
+    fn create_savepoint(
+        &self,
+        run_id: String,
+        _stage: String,
+        _name: String,
+        _sequence: Option<u64>,
+    ) -> Result<SavepointInfo, Error> {
+        misbehave(&run_id)?;
+        refuse("create-savepoint")
+    }
+    fn list_savepoints(&self, run_id: String, _stage: String) -> Result<Vec<SavepointInfo>, Error> {
+        misbehave(&run_id)?;
+        Ok(Vec::new())
+    }
+    fn get_savepoint(&self, run_id: String, _stage: String, _name: String) -> Result<Checkpoint, Error> {
+        misbehave(&run_id)?;
+        Err(Error::NotFound)
+    }
+    fn restore_savepoint(
+        &self,
+        run_id: String,
+        _stage: String,
+        _name: String,
+        _epoch: Option<u64>,
+        _at_ms: u64,
+    ) -> Result<ResetReceipt, Error> {
+        misbehave(&run_id)?;
+        refuse("restore-savepoint")
+    }
+    fn delete_savepoint(&self, run_id: String, _stage: String, _name: String) -> Result<bool, Error> {
+        misbehave(&run_id)?;
+        Ok(false)
+    }
+    fn list_stages(&self, run_id: Option<String>) -> Result<Vec<StageSummary>, Error> {
+        misbehave(run_id.as_deref().unwrap_or_default())?;
+        Ok(Vec::new())
     }
 }
 
@@ -219,6 +276,15 @@ impl codec::Guest for Component {
     }
     fn describe(_error: Error) -> String {
         String::from("hostile component: describes nothing")
+    }
+    fn watermark_label(_watermark: Watermark) -> String {
+        String::from("hostile component: labels nothing")
+    }
+    fn checkpoint_label(checkpoint: Checkpoint) -> String {
+        checkpoint.run_id
+    }
+    fn resume_point_label(point: ResumePoint) -> String {
+        point.run_id
     }
 }
 
