@@ -7,13 +7,13 @@ functions it calls back (`get`/`commit` on the dict store, `ack`) and the conver
 Then, on the same store, a checkpoint with one large operator state (1 and 16 MiB) is written
 and read back, best of a few rounds (the same rows as node/bench.mjs, to compare MB/s); and the
 cold start: a new process that loads the component and opens a checkpointer, without and with
-the compiled-component cache (`_cache`). Prints, the per-call line first:
+the cold start (no compiled-component cache yet). Prints, the per-call line first:
 
     per-call python write_us=<float> get_us=<float> calls=<n>
     floor python write_us=<float> get_us=<float> floor_write_us=<float> floor_get_us=<float> noop_us=<float> calls=<n>
     large-state python mib=<n> write_ms=<float> get_ms=<float> write_mb_s=<float> get_mb_s=<float>
     large-state-floor python mib=1 write_ms=<float> get_ms=<float> write_mb_s=<float> get_mb_s=<float>
-    cold-start python cache=<off|miss|hit> ms=<float>
+    cold-start python cache=off ms=<float>
 
     target/python-venv/bin/python python/bench.py [--calls N] [--warmup N] [--only per-call|floor|large|cold]
 """
@@ -179,10 +179,7 @@ _COLD = """
 import sys, time
 start = time.perf_counter()
 from pipeline_checkpoint import Checkpointer, DictStorage, Options, Runtime
-runtime = Runtime(cache_dir=sys.argv[1] or False)
-want = "compiled" if not sys.argv[1] else sys.argv[2]
-if runtime.artifact_source != want:
-    raise SystemExit(f"cold start: the component was {runtime.artifact_source}, not {want}")
+runtime = Runtime()
 options = Options(namespace="cold", max_retained=1, max_checkpoint_bytes=1 << 20)
 c = Checkpointer.open(DictStorage(), None, options, runtime=runtime)
 c.resume_point("run", "stage")
@@ -190,11 +187,10 @@ print(f"{(time.perf_counter() - start) * 1e3:.1f}")
 """
 
 
-def cold_start(cache_dir: str | None, expect: str = "compiled") -> float:
-    """Milliseconds of one cold start in a new process; `cache_dir` None: no cache. `expect`:
-    where the component must come from ("cache" or "compiled")."""
+def cold_start() -> float:
+    """Milliseconds of one cold start in a new process (the component is compiled each time)."""
     out = subprocess.run(
-        [sys.executable, "-c", _COLD, cache_dir or "", expect],
+        [sys.executable, "-c", _COLD],
         check=True, capture_output=True, text=True,
     )
     return float(out.stdout.strip().splitlines()[-1])
@@ -365,14 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.only in (None, "cold"):
         rounds = 5
-        off = min(cold_start(None) for _ in range(rounds))
-        with tempfile.TemporaryDirectory(prefix="ckpt-bench-cache-") as tmp:
-            cache = os.path.join(tmp, "cache")
-            miss = cold_start(cache)  # the first start compiles and writes the entry
-            hit = min(cold_start(cache, "cache") for _ in range(rounds))
+        off = min(cold_start() for _ in range(rounds))
         print(f"cold-start python cache=off ms={off:.1f}")
-        print(f"cold-start python cache=miss ms={miss:.1f}")
-        print(f"cold-start python cache=hit ms={hit:.1f}")
     return 0
 
 

@@ -287,6 +287,27 @@ OPS: dict[str, Callable[[Player, Step], Any]] = {
     "history": lambda p, s: p.checkpointer().history(s["run-id"], s["stage"]),
     "delete": lambda p, s: p.checkpointer().delete(s["run-id"], s["stage"]),
     "recover-acks": lambda p, s: p.checkpointer().recover_acks(s["run-id"], s["stage"]),
+    "get-at": lambda p, s: p.checkpointer().get_at(s["run-id"], s["stage"], int(s["sequence"])),
+    "history-page": lambda p, s: p.checkpointer().history_page(
+        s["run-id"], s["stage"], value_of(t.HistoryRequest, s["request"])
+    ),
+    "history-entries": lambda p, s: p.checkpointer().history_entries(s["run-id"], s["stage"]),
+    "reset": lambda p, s: p.checkpointer().reset(value_of(t.ResetRequest, s["request"])),
+    "create-savepoint": lambda p, s: p.checkpointer().create_savepoint(
+        s["run-id"], s["stage"], s["name"], value_of(int | None, s["sequence"])
+    ),
+    "list-savepoints": lambda p, s: p.checkpointer().list_savepoints(s["run-id"], s["stage"]),
+    "get-savepoint": lambda p, s: p.checkpointer().get_savepoint(
+        s["run-id"], s["stage"], s["name"]
+    ),
+    "restore-savepoint": lambda p, s: p.checkpointer().restore_savepoint(
+        s["run-id"], s["stage"], s["name"],
+        at_ms=int(s["at-ms"]), epoch=value_of(int | None, s["epoch"]),
+    ),
+    "delete-savepoint": lambda p, s: p.checkpointer().delete_savepoint(
+        s["run-id"], s["stage"], s["name"]
+    ),
+    "list-stages": lambda p, s: p.checkpointer().list_stages(s["run-id"]),
     "open-driver": Player.open_driver,
     "record-processed": lambda p, s: p.driver().record_processed(
         msg(s["message"]), int(s["now-ms"])
@@ -307,6 +328,11 @@ OPS: dict[str, Callable[[Player, Step], Any]] = {
     "chain-signature": lambda p, s: p.codec.chain_signature([ck(c) for c in s["checkpoints"]]),
     "resume-point-for-stage": lambda p, s: p.codec.resume_point_for_stage(
         [ck(c) for c in s["checkpoints"]], s["stage"]
+    ),
+    "watermark-label": lambda p, s: p.codec.watermark_label(value_of(t.Watermark, s["watermark"])),
+    "checkpoint-label": lambda p, s: p.codec.checkpoint_label(ck(s["checkpoint"])),
+    "resume-point-label": lambda p, s: p.codec.resume_point_label(
+        value_of(t.ResumePoint, s["point"])
     ),
     "put-raw": lambda p, s: p.raw(s["key"], t.Put(bytes.fromhex(s["hex"]))),
     "delete-raw": lambda p, s: p.raw(s["key"], t.Delete()),

@@ -36,7 +36,7 @@ CRASH_SCHEDULES=$schedules POWER_LOSS_ROUNDS=$power_rounds POWER_LOSS_WRITES=$po
     bash scripts/with-test-servers.sh \
     cargo test --release ${CKPT_CARGO_FLAGS:-} -p checkpoint-host --test conformance \
     --test crash_schedules --test crash_schedules_sources --test concurrency --test many_processes --test server_faults \
-    --test power_loss --test tls --test sandbox -- --nocapture >>"$log" 2>&1 || status=$?
+    --test power_loss --test sqlite_storage --test tls --test sandbox -- --nocapture >>"$log" 2>&1 || status=$?
 
 # The Python host's sandbox tests, on the package as users get it: the wheel built from this tree
 # (python/dist.sh), unpacked into a directory of its own and put first on the path of
@@ -74,6 +74,9 @@ grouped=$(grep -m1 '^crash schedules (grouped' "$log" || echo 'crash schedules (
 power=$(grep -m1 '^power loss: ' "$log" || echo 'power loss: not run')
 control=$(grep -m1 '^power loss control' "$log" || echo 'power loss control: not run')
 sources=$(grep -m1 '^crash schedules (sources):' "$log" || echo 'crash schedules (sources): not run')
+operator=$(grep -m1 '^crash schedules (operator):' "$log" || echo 'crash schedules (operator): not run')
+normal_kills=$(grep -m1 '^sqlite synchronous=normal, process kills:' "$log" || echo 'sqlite synchronous=normal: not run')
+normal_power=$(grep -m1 '^power loss window (synchronous=NORMAL):' "$log" || echo 'power loss window: not run')
 concurrency=$(grep -m1 '^concurrency:' "$log" || echo 'concurrency: not run')
 tls=$(grep -m1 -o 'tls refusals: .*' "$log" || echo 'tls refusals: not run')
 
@@ -106,6 +109,16 @@ power_violations=$(sed -nE 's/.*; ([0-9]+) violations$/\1/p' <<<"$power")
 control_lost=$(sed -nE 's/^power loss control.*acked checkpoints, ([0-9]+) lost.*/\1/p' <<<"$control")
 sources_run=$(sed -nE 's/^crash schedules \(sources\): ([0-9]+) run, ([0-9]+) crashes, ([0-9]+) transient faults, ([0-9]+) messages, ([0-9]+) redeliveries.*/\1 schedules, \2 crashes, \3 transient faults, \4 messages, \5 redeliveries/p' <<<"$sources")
 sources_violations=$(sed -nE 's/.* ([0-9]+) violations.*/\1/p' <<<"$sources")
+# "crash schedules (operator): N run, C crashes, W writes (P replays), R resets and restores, S
+# savepoints created, D deleted, F stale writes fenced; in flight at a crash: ...; V violations"
+operator_run=$(sed -nE 's/^crash schedules \(operator\): ([0-9]+) run, ([0-9]+) crashes, ([0-9]+) writes \(([0-9]+) replays\), ([0-9]+) resets and restores, ([0-9]+) savepoints created, ([0-9]+) deleted, ([0-9]+) stale writes fenced.*/\1 schedules, \2 crashes: \3 writes (\4 replays), \5 resets and restores, \6 savepoints created, \7 deleted, \8 stale writes fenced/p' <<<"$operator")
+operator_violations=$(sed -nE 's/.* ([0-9]+) violations$/\1/p' <<<"$operator")
+# "sqlite synchronous=normal, process kills: K kills (...), A acked checkpoints, L lost, G
+# regressions, F resume failures (...)"
+normal_kills_row=$(sed -nE 's/^sqlite synchronous=normal, process kills: ([0-9]+) kills \(([^)]*)\), ([0-9]+) acked checkpoints, ([0-9]+) lost, ([0-9]+) regressions, ([0-9]+) resume failures.*/\1 kills (\2): \3 acked checkpoints, \4 lost, \5 regressions, \6 resume failures/p' <<<"$normal_kills")
+normal_kills_damage=$(sed -nE 's/.* ([0-9]+) lost, ([0-9]+) regressions, ([0-9]+) resume failures.*/\1 \2 \3/p' <<<"$normal_kills" | awk '{print $1 + $2 + $3}')
+normal_power_row=$(sed -nE 's/^power loss window \(synchronous=NORMAL\): ([0-9]+) rounds, ([0-9]+) crashes \(([0-9]+) mid-workload\), ([0-9]+) acked checkpoints, ([0-9]+) lost, ([0-9]+) regressions, ([0-9]+) resume failures.*/\2 power losses: \5 of \4 acked checkpoints lost (the documented window), \6 regressions, \7 resume failures/p' <<<"$normal_power")
+normal_power_damage=$(sed -nE 's/.* ([0-9]+) regressions, ([0-9]+) resume failures.*/\1 \2/p' <<<"$normal_power" | awk '{print $1 + $2}')
 rounds=$(sed -nE 's/^concurrency: ([0-9]+) rounds, ([0-9]+) lost updates.*/\1 rounds of 2-8 writers + 4 writer processes per store/p' <<<"$concurrency")
 lost=$(sed -nE 's/.* ([0-9]+) lost updates.*/\1/p' <<<"$concurrency")
 # One line per store: "many-processes B: ... kills K, ... fenced F exits ..., lost L, regressions R".
@@ -135,7 +148,10 @@ printf '%-22s %s\n' "crash schedules" "${crash_run:-?}"
 printf '%-22s %s\n' "  grouped, power loss" "${grouped_run:-?} (3 stages on one SQLite file, group commit)"
 printf '%-22s %s\n' "power losses (SQLite)" "${power_run:-?}; ${power_groups:-?}"
 printf '%-22s %s\n' "  control" "synchronous=OFF: ${control_lost:-?} acked checkpoints lost (must be > 0: the test can fail)"
+printf '%-22s %s\n' "  synchronous=NORMAL" "${normal_power_row:-?}"
+printf '%-22s %s\n' "SQLite NORMAL, kills" "${normal_kills_row:-?} (process crashes: nothing acked may be lost)"
 printf '%-22s %s\n' "redelivering sources" "${sources_run:-?} (exactly-once state and output)"
+printf '%-22s %s\n' "operator tools" "${operator_run:-?} (crash schedules of reset and savepoints, against a model)"
 printf '%-22s %s\n' "concurrency" "${rounds:-?}"
 printf '%-22s %s\n' "killed processes" "${processes:-?}"
 printf '%-22s %s\n' "server outages" "${outages:-?}"
@@ -150,8 +166,8 @@ for host in rust python node; do
     failed=$(sandbox_failed $host)
     sandbox_violations=$(( sandbox_violations + ${failed:-1} ))
 done
-violations=$(( ${crash_violations:-1} + ${sources_violations:-1} + ${grouped_violations:-1} + ${lost:-1} + ${process_damage:-1} + ${power_violations:-1} + ${tls_failed:-1} + sandbox_violations ))
-printf '%-22s %s\n' "violations" "$violations (crash-schedule violations of both driver paths and of grouped SQLite + lost updates + losses and regressions of killed processes + acked checkpoints lost, regressions and resume failures after power losses + TLS connections not refused or verified ones not served + sandbox cases that did not hold)"
+violations=$(( ${crash_violations:-1} + ${sources_violations:-1} + ${grouped_violations:-1} + ${operator_violations:-1} + ${normal_kills_damage:-1} + ${normal_power_damage:-1} + ${lost:-1} + ${process_damage:-1} + ${power_violations:-1} + ${tls_failed:-1} + sandbox_violations ))
+printf '%-22s %s\n' "violations" "$violations (crash-schedule violations of both driver paths, of grouped SQLite and of the operator tools + SQLite synchronous=NORMAL: acked checkpoints lost, regressions and resume failures after process kills, regressions and resume failures after power losses + lost updates + losses and regressions of killed processes + acked checkpoints lost, regressions and resume failures after power losses + TLS connections not refused or verified ones not served + sandbox cases that did not hold)"
 if ((status != 0 || violations != 0 || ${control_lost:-0} == 0)); then
     echo "reliability: FAILED (test exit $status); log follows" >&2
     cat "$log" >&2

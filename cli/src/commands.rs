@@ -21,10 +21,21 @@ use super::{DEFAULT_MAX_RETAINED, GlobalArgs, open_store};
 pub struct StageArgs {
     /// The pipeline run.
     #[arg(long)]
-    run: String,
+    pub run: String,
     /// The stage within the run.
     #[arg(long)]
-    stage: String,
+    pub stage: String,
+}
+
+/// `ckpt get`: the latest, or one retained checkpoint by its sequence.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    stage: StageArgs,
+    /// Read the retained checkpoint with this sequence instead of the latest (exit 3 when
+    /// that sequence is not retained).
+    #[arg(long)]
+    sequence: Option<u64>,
 }
 
 /// `ckpt write`: the checkpoint comes from the flags, or whole from `--from-json`.
@@ -118,7 +129,7 @@ fn read_input(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-fn open_checkpointer(global: &GlobalArgs, consumer: Box<dyn Consumer>) -> Result<Checkpointer> {
+pub fn open_checkpointer(global: &GlobalArgs, consumer: Box<dyn Consumer>) -> Result<Checkpointer> {
     let url = global.store_url();
     let storage = open_store(&url)?;
     Checkpointer::open(storage, consumer, &global.options(DEFAULT_MAX_RETAINED))
@@ -191,12 +202,27 @@ pub fn write(global: &GlobalArgs, out: &Output, args: WriteArgs) -> Result<()> {
     })
 }
 
-pub fn get(global: &GlobalArgs, out: &Output, args: &StageArgs) -> Result<()> {
+pub fn get(global: &GlobalArgs, out: &Output, args: &GetArgs) -> Result<()> {
+    let StageArgs { run, stage } = &args.stage;
     let mut checkpointer = open_checkpointer(global, Box::new(NullConsumer))?;
-    let checkpoint = checkpointer
-        .get(&args.run, &args.stage)
-        .with_context(|| format!("reading {}/{}", args.run, args.stage))?;
-    out.emit(&checkpoint, || checkpoint_text(&checkpoint))
+    let checkpoint = match args.sequence {
+        None => checkpointer
+            .get(run, stage)
+            .with_context(|| format!("reading {run}/{stage}"))?,
+        Some(sequence) => checkpointer
+            .get_at(run, stage, sequence)
+            .with_context(|| format!("reading {run}/{stage} sequence {sequence}"))?,
+    };
+    let label = if out.is_json() {
+        String::new()
+    } else {
+        Codec::new()
+            .and_then(|mut codec| codec.checkpoint_label(&checkpoint))
+            .context("labelling the checkpoint")?
+    };
+    out.emit(&checkpoint, || {
+        format!("{label}\n{}", checkpoint_text(&checkpoint))
+    })
 }
 
 pub fn resume(global: &GlobalArgs, out: &Output, args: &StageArgs) -> Result<()> {

@@ -5,7 +5,9 @@
 //! parse flags, open a store, call the library and print what comes back.
 
 mod commands;
+mod copy;
 mod demo;
+mod operator;
 mod output;
 mod verify;
 
@@ -21,6 +23,8 @@ use output::Output;
 /// Where checkpoints go when neither `--store` nor `CKPT_STORE` says otherwise.
 const DEFAULT_STORE: &str = "sqlite:ckpt-data/checkpoints.db";
 const DEFAULT_MAX_RETAINED: u32 = 8;
+/// Exit code of a usage mistake (clap's own), also of a change asked for without `--yes`.
+const USAGE_EXIT: u8 = 2;
 
 /// Durable checkpoints for stream pipelines, through the checkpoint WebAssembly component.
 ///
@@ -82,8 +86,8 @@ impl GlobalArgs {
 enum Command {
     /// Write a checkpoint (from flags or a JSON file) and ack messages once it is durable.
     Write(commands::WriteArgs),
-    /// Print the latest checkpoint of a stage.
-    Get(commands::StageArgs),
+    /// Print the latest checkpoint of a stage, or the retained one with `--sequence`.
+    Get(commands::GetArgs),
     /// Print where a stage should restart, and whether that is the latest checkpoint.
     Resume(commands::StageArgs),
     /// Print the retained checkpoints of a stage, oldest first.
@@ -94,6 +98,21 @@ enum Command {
     Inspect(commands::InspectArgs),
     /// Scan the whole store (every namespace): decode every value, check keys, chains, latest.
     Verify,
+    /// Move a stage to a given offset, backwards or forwards, taking it over with a higher
+    /// epoch (every older writer is fenced). Prints the plan; acts only with `--yes`.
+    Reset(operator::ResetArgs),
+    /// Pin a checkpoint under a name (retention and `delete` keep it), list, restore, delete.
+    #[command(subcommand)]
+    Savepoint(operator::SavepointCommand),
+    /// List the runs and stages of the namespace with their latest position.
+    Ls(operator::LsArgs),
+    /// Remove every stage of a run, one commit per stage (savepoints only when asked).
+    DeleteRun(operator::DeleteRunArgs),
+    /// Remove every stage whose latest checkpoint is older than a given age.
+    Gc(operator::GcArgs),
+    /// Copy every key of the namespace from one store to another, byte for byte, then check
+    /// that both sides have the same chains.
+    Copy(copy::CopyArgs),
     /// Run a pipeline that crashes at random and resumes, and verify every ack was durable.
     Demo(demo::DemoArgs),
 }
@@ -147,6 +166,12 @@ fn execute(cli: Cli, out: &Output) -> Result<()> {
         Command::Delete(args) => commands::delete(global, out, &args),
         Command::Inspect(args) => commands::inspect(out, &args),
         Command::Verify => verify::run(global, out),
+        Command::Reset(args) => operator::reset(global, out, &args),
+        Command::Savepoint(command) => operator::savepoint(global, out, command),
+        Command::Ls(args) => operator::ls(global, out, &args),
+        Command::DeleteRun(args) => operator::delete_run(global, out, &args),
+        Command::Gc(args) => operator::gc(global, out, &args),
+        Command::Copy(args) => copy::run(global, out, &args),
         Command::Demo(args) => demo::run(global, out, args),
     }
 }

@@ -21,12 +21,14 @@ pub const MAX_NAMESPACE_BYTES: usize = 64;
 pub const MAX_RETAINED: u32 = 10_000;
 /// Smallest accepted `max-checkpoint-bytes`: below it not even an empty checkpoint fits.
 pub const MIN_CHECKPOINT_BYTES: u32 = 64;
-/// A write holds up to this many copies of a checkpoint's size at once: the checkpoint given,
-/// its encoding and the retained copy's, the stored latest's bytes and its decoding, and one
-/// for the allocator's slack (`checkpointer.open` in the WIT).
-pub const WRITE_MEMORY_FACTOR: u64 = 6;
-/// Memory a call needs besides its checkpoints: the stack, the ack ids, small buffers.
-pub const CALL_MEMORY_BASE: u64 = 2 << 20;
+/// A write holds up to this many copies of its stored bytes (the checkpoint and its ack ids) at
+/// once: the states given, the stored latest's bytes, and the encoding; the retained copy takes
+/// the stored latest's place (`write_owned`; `checkpointer.open` in the WIT; `host/tests/
+/// write_memory.rs` measures it).
+pub const WRITE_MEMORY_FACTOR: u64 = 3;
+/// Memory a call needs besides its checkpoints: the stack, small buffers, the allocator's slack
+/// (`host/tests/write_memory.rs` measures about 1 MiB).
+pub const CALL_MEMORY_BASE: u64 = 4 << 20;
 
 /// Writes and reads checkpoints through a [`Storage`], acking through a [`Consumer`].
 pub struct Checkpointer<S, C> {
@@ -117,18 +119,61 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
     /// Makes `checkpoint` the durable latest of its stage, then acks `batch`. See `write` in
     /// `checkpointer.wit` for every step and error.
     pub fn write(&mut self, checkpoint: &Checkpoint, batch: &[String]) -> Result<Receipt, Error> {
-        // 1. Validate, bound and encode: no I/O yet.
-        validate(checkpoint)?;
-        self.check_size(checkpoint)?;
-        check_batch(batch)?;
+        self.check_write(checkpoint, batch)?;
+        let (keys, stored) = self.read_for_write(checkpoint)?;
         let bytes = codec::encode_stored(checkpoint, batch, None)?;
         let body_len = codec::checkpoint_body_len(checkpoint);
+        self.finish_write(checkpoint, keys, stored, (bytes, body_len), batch)
+    }
+
+    /// [`Checkpointer::write`] for a caller that gives the checkpoint away (the component's
+    /// export): its operator states are freed once encoded. With the stored latest read before
+    /// the encoding and freed before the retained copy is made, a write's memory peaks at
+    /// about three copies of the checkpoint (the states given, the stored latest's bytes, the
+    /// encoding) and the retained copy reuses the stored latest's place (`WRITE_MEMORY_FACTOR`).
+    pub fn write_owned(
+        &mut self,
+        mut checkpoint: Checkpoint,
+        batch: &[String],
+    ) -> Result<Receipt, Error> {
+        self.check_write(&checkpoint, batch)?;
+        let (keys, stored) = self.read_for_write(&checkpoint)?;
+        let bytes = codec::encode_stored(&checkpoint, batch, None)?;
+        let body_len = codec::checkpoint_body_len(&checkpoint);
+        checkpoint.operator_states = Vec::new();
+        self.finish_write(&checkpoint, keys, stored, (bytes, body_len), batch)
+    }
+
+    /// Step 1: validate and bound, no I/O yet.
+    fn check_write(&self, checkpoint: &Checkpoint, batch: &[String]) -> Result<(), Error> {
+        validate(checkpoint)?;
+        self.check_size(checkpoint)?;
+        check_batch(batch)
+    }
+
+    /// Step 2: read the stored latest; a damaged one fails closed. Only its position is needed
+    /// (and its bytes, to recognise a replay), not a second copy of its states.
+    fn read_for_write(
+        &mut self,
+        checkpoint: &Checkpoint,
+    ) -> Result<(StageKeys, Option<Stored>), Error> {
         let keys = self.keys(&checkpoint.run_id, &checkpoint.stage);
-        let latest_key = keys.latest();
+        let stored = self.read_latest_positions(&keys, &keys.latest())?;
+        Ok((keys, stored))
+    }
 
-        // 2. Read the stored latest; a damaged one fails closed.
-        let stored = self.read_latest(&keys, &latest_key)?;
-
+    /// Steps 3 to 5 of a write over the `stored` latest of `encoded`: the stored bytes of
+    /// `checkpoint` (only its position fields are read) and how many of their body bytes encode
+    /// the checkpoint itself.
+    fn finish_write(
+        &mut self,
+        checkpoint: &Checkpoint,
+        keys: StageKeys,
+        stored: Option<Stored>,
+        encoded: (Vec<u8>, usize),
+        batch: &[String],
+    ) -> Result<Receipt, Error> {
+        let (bytes, body_len) = encoded;
         // 3. Replay, fencing and regression, before any write.
         let expected_version = match &stored {
             Some(stored)
@@ -151,6 +196,8 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
             }
             None => 0,
         };
+        // Its bytes are no longer needed: the retained copy made next can take their place.
+        drop(stored);
 
         // 4. One conditional batch: the new latest, its retained copy, the pruning.
         let (version, pruned) =
@@ -752,14 +799,16 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
                 });
             match parsed.slot() {
                 Slot::Latest => {
-                    match self.read_latest(parsed.stage_keys(), &key) {
+                    match self.read_latest_positions(parsed.stage_keys(), &key) {
                         Ok(Some(stored)) => {
                             let c = &stored.decoded.checkpoint;
                             summary.run_id.clone_from(&c.run_id);
                             summary.stage.clone_from(&c.stage);
                             summary.latest = Some(resume_point_of(c));
                             summary.at_ms = c.at_ms;
-                            summary.encoded_bytes = codec::encoded_len(c) as u64;
+                            summary.encoded_bytes =
+                                codec::encoded_len_of_body(stored.decoded.checkpoint_body_len)
+                                    as u64;
                             summary.reset = stored.decoded.reset;
                         }
                         Ok(None) => {} // deleted since the listing
@@ -826,11 +875,30 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
 
     /// The stage's latest, decoded and checked to belong to the stage. `Err(Corrupt)` if damaged.
     fn read_latest(&mut self, keys: &StageKeys, key: &str) -> Result<Option<Stored>, Error> {
+        self.read_latest_as(keys, key, codec::decode_stored)
+    }
+
+    /// [`Self::read_latest`] with the operator states' bytes left out of the decoded checkpoint.
+    fn read_latest_positions(
+        &mut self,
+        keys: &StageKeys,
+        key: &str,
+    ) -> Result<Option<Stored>, Error> {
+        self.read_latest_as(keys, key, codec::decode_positions)
+    }
+
+    fn read_latest_as(
+        &mut self,
+        keys: &StageKeys,
+        key: &str,
+        decode: fn(&[u8]) -> Result<Decoded, Corruption>,
+    ) -> Result<Option<Stored>, Error> {
         match contract::get(&mut self.storage, key, "reading latest")? {
             Lookup::Missing => Ok(None),
             Lookup::Found(entry) => {
-                let decoded = decode_for(&self.options.namespace, keys, key, &entry.value)
-                    .map_err(Error::Corrupt)?;
+                let decoded =
+                    decode_for_with(&self.options.namespace, keys, key, &entry.value, decode)
+                        .map_err(Error::Corrupt)?;
                 Ok(Some(Stored {
                     decoded,
                     bytes: entry.value,
@@ -933,17 +1001,19 @@ fn check_savepoint_name(name: &str) -> Result<(), Error> {
 
 /// A write of the largest checkpoint must fit the host's memory limit.
 fn check_memory(options: &Options, memory_limit: u64) -> Result<(), Error> {
-    let needed = u64::from(options.max_checkpoint_bytes) * WRITE_MEMORY_FACTOR + CALL_MEMORY_BASE;
+    let stored_bytes = u64::from(options.max_checkpoint_bytes) + MAX_ACK_ID_BYTES as u64;
+    let needed = stored_bytes * WRITE_MEMORY_FACTOR + CALL_MEMORY_BASE;
     if memory_limit == 0 || needed <= memory_limit {
         return Ok(());
     }
-    let fits = memory_limit.saturating_sub(CALL_MEMORY_BASE) / WRITE_MEMORY_FACTOR;
+    let fits = (memory_limit.saturating_sub(CALL_MEMORY_BASE) / WRITE_MEMORY_FACTOR)
+        .saturating_sub(MAX_ACK_ID_BYTES as u64);
     Err(invalid(
         "max-checkpoint-bytes",
         format!(
-            "{} bytes: a write of a checkpoint this large needs up to {needed} bytes of memory, \
-             and the host's memory limit is {memory_limit} bytes: lower max-checkpoint-bytes to \
-             at most {fits} or raise the host's memory limit",
+            "{} bytes: a write of a checkpoint this large (with its ack ids) needs up to \
+             {needed} bytes of memory, and the host's memory limit is {memory_limit} bytes: \
+             lower max-checkpoint-bytes to at most {fits} or raise the host's memory limit",
             options.max_checkpoint_bytes
         ),
     ))
@@ -956,7 +1026,17 @@ fn decode_for(
     key: &str,
     bytes: &[u8],
 ) -> Result<Decoded, Corruption> {
-    let decoded = codec::decode_stored(bytes).map_err(|c| at_key(c, key))?;
+    decode_for_with(namespace, keys, key, bytes, codec::decode_stored)
+}
+
+fn decode_for_with(
+    namespace: &str,
+    keys: &StageKeys,
+    key: &str,
+    bytes: &[u8],
+    decode: fn(&[u8]) -> Result<Decoded, Corruption>,
+) -> Result<Decoded, Corruption> {
+    let decoded = decode(bytes).map_err(|c| at_key(c, key))?;
     let checkpoint = &decoded.checkpoint;
     let own = StageKeys::new(namespace, &checkpoint.run_id, &checkpoint.stage);
     let in_place = own == *keys

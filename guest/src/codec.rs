@@ -188,6 +188,11 @@ impl Decoded {
     }
 }
 
+/// The encoded size of a checkpoint whose body is `body_len` bytes.
+pub(crate) fn encoded_len_of_body(body_len: usize) -> usize {
+    HEADER_LEN + body_len + TRAILER_LEN
+}
+
 /// Body bytes that encode `checkpoint` itself (without stored ids).
 pub(crate) fn checkpoint_body_len(checkpoint: &Checkpoint) -> usize {
     body_len(checkpoint)
@@ -224,6 +229,17 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, Corruption> {
 
 /// Decodes stored bytes with the ids stored with them. Checks as [`decode`] does.
 pub fn decode_stored(bytes: &[u8]) -> Result<Decoded, Corruption> {
+    decode_checked(bytes, false)
+}
+
+/// Checks stored bytes exactly as [`decode_stored`] does, but leaves every operator state's
+/// bytes and the stored ack ids out of the result (empty): for callers that need the position,
+/// not the state, so a write holds one copy of a large stored state (its bytes), not two.
+pub(crate) fn decode_positions(bytes: &[u8]) -> Result<Decoded, Corruption> {
+    decode_checked(bytes, true)
+}
+
+fn decode_checked(bytes: &[u8], skip_state_bytes: bool) -> Result<Decoded, Corruption> {
     use CorruptionKind as K;
     let magic_seen = &bytes[..bytes.len().min(MAGIC.len())];
     if magic_seen != &MAGIC[..magic_seen.len()] {
@@ -287,6 +303,7 @@ pub fn decode_stored(bytes: &[u8]) -> Result<Decoded, Corruption> {
     let mut r = Reader {
         buf: &bytes[HEADER_LEN..crc_at],
         pos: 0,
+        skip_state_bytes,
     };
     let checkpoint = r.checkpoint()?;
     let checkpoint_body_len = r.pos;
@@ -299,9 +316,17 @@ pub fn decode_stored(bytes: &[u8]) -> Result<Decoded, Corruption> {
                 "the ack-ids flag is set but no id follows",
             ));
         }
-        ack_ids.reserve_exact(n);
-        for _ in 0..n {
-            ack_ids.push(r.string("ack id")?);
+        if r.skip_state_bytes {
+            // Checked as strings, kept nowhere: a write reading its stored latest needs
+            // neither its states nor its ids.
+            for _ in 0..n {
+                r.str("ack id")?;
+            }
+        } else {
+            ack_ids.reserve_exact(n);
+            for _ in 0..n {
+                ack_ids.push(r.string("ack id")?);
+            }
         }
     }
     let mut reset = None;
@@ -348,6 +373,9 @@ pub fn decode_stored(bytes: &[u8]) -> Result<Decoded, Corruption> {
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Check operator states and ack ids but keep them out of the result
+    /// ([`decode_positions`]).
+    skip_state_bytes: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -389,9 +417,14 @@ impl<'a> Reader<'a> {
     }
 
     fn string(&mut self, what: &str) -> Result<String, Corruption> {
+        self.str(what).map(str::to_owned)
+    }
+
+    /// A string checked for UTF-8, borrowed from the input.
+    fn str(&mut self, what: &str) -> Result<&'a str, Corruption> {
         let at = self.pos;
         let b = self.bytes(what)?;
-        core::str::from_utf8(b).map(str::to_owned).map_err(|e| {
+        core::str::from_utf8(b).map_err(|e| {
             corruption(
                 CorruptionKind::InvalidUtf8,
                 format!("{what} at body offset {at}: {e}"),
@@ -456,7 +489,12 @@ impl<'a> Reader<'a> {
         let mut operator_states = Vec::with_capacity(n);
         for _ in 0..n {
             let name = self.string("operator-state name")?;
-            let state = self.bytes("operator-state")?.to_vec();
+            let bytes = self.bytes("operator-state")?;
+            let state = if self.skip_state_bytes {
+                Vec::new()
+            } else {
+                bytes.to_vec()
+            };
             operator_states.push(OperatorState { name, state });
         }
         ascending(

@@ -62,7 +62,7 @@ impl checkpointer::GuestCheckpointer for CheckpointerResource {
         )))
     }
     fn write(&self, checkpoint: Checkpoint, batch: Vec<String>) -> Result<Receipt, Error> {
-        self.0.borrow_mut().write(&checkpoint, &batch)
+        self.0.borrow_mut().write_owned(checkpoint, &batch)
     }
     fn get(&self, run_id: String, stage: String) -> Result<Checkpoint, Error> {
         self.0.borrow_mut().get(&run_id, &stage)

@@ -47,7 +47,7 @@ pub mod model;
 mod ports;
 pub mod validate;
 
-pub use checkpointer::Checkpointer;
+pub use checkpointer::{CALL_MEMORY_BASE, Checkpointer, WRITE_MEMORY_FACTOR};
 pub use driver::Driver;
 pub use memory::{MemoryStorage, RecordingConsumer};
 pub use ports::{Consumer, Storage};

@@ -7,8 +7,8 @@
 
 use checkpoint_host::consumer::RecordingConsumer;
 use checkpoint_host::{
-    Checkpoint, Checkpointer, Codec, Driver, Error, Message, Options, ProcessedMessage, StageState,
-    WriteOp,
+    Checkpoint, Checkpointer, Codec, Driver, Error, HistoryRequest, Message, Options,
+    ProcessedMessage, ResetRequest, ResumePoint, StageState, Watermark, WriteOp,
 };
 use checkpoint_testkit::backends::{self, Backend};
 use checkpoint_testkit::conformance::runner::{self, outcome, via};
@@ -40,6 +40,10 @@ fn message(v: &Value) -> Res<ProcessedMessage> {
 
 fn source_message(v: &Value) -> Res<Message> {
     wit::source_message(v).map(|m| wit::convert(&m))
+}
+
+fn option_u64(v: &Value) -> Res<Option<u64>> {
+    wit::option_int(Some(v), "u64")
 }
 
 fn stage_state(v: &Value) -> Res<Option<StageState>> {
@@ -122,6 +126,7 @@ impl Player<'_> {
     /// could not carry it out.
     fn op(&mut self, step: &Value) -> Res<Value> {
         let (run, stage) = (text(&step["run-id"]), text(&step["stage"]));
+        let name = text(&step["name"]);
         Ok(match text(&step["op"]) {
             "open" => {
                 let options: Options = wit::convert(&wit::options(Some(&step["options"]))?);
@@ -166,6 +171,65 @@ impl Player<'_> {
                 self.checkpointer()?.recover_acks(run, stage),
                 via(wit::ack_json),
             ),
+            "get-at" => {
+                let sequence = num(&step["sequence"])?;
+                outcome(
+                    self.checkpointer()?.get_at(run, stage, sequence),
+                    via(wit::checkpoint_json),
+                )
+            }
+            "history-page" => {
+                let request: HistoryRequest =
+                    wit::convert(&wit::history_request(&step["request"])?);
+                outcome(
+                    self.checkpointer()?.history_page(run, stage, &request),
+                    via(wit::history_page_json),
+                )
+            }
+            "history-entries" => outcome(self.checkpointer()?.history_entries(run, stage), |h| {
+                h.iter().map(via(wit::history_entry_json)).collect()
+            }),
+            "reset" => {
+                let request: ResetRequest =
+                    wit::convert(&wit::reset_request(Some(&step["request"]))?);
+                outcome(
+                    self.checkpointer()?.reset(&request),
+                    via(wit::reset_receipt_json),
+                )
+            }
+            "create-savepoint" => {
+                let sequence = option_u64(&step["sequence"])?;
+                outcome(
+                    self.checkpointer()?
+                        .create_savepoint(run, stage, name, sequence),
+                    via(wit::savepoint_json),
+                )
+            }
+            "list-savepoints" => outcome(self.checkpointer()?.list_savepoints(run, stage), |l| {
+                l.iter().map(via(wit::savepoint_json)).collect()
+            }),
+            "get-savepoint" => outcome(
+                self.checkpointer()?.get_savepoint(run, stage, name),
+                via(wit::checkpoint_json),
+            ),
+            "restore-savepoint" => {
+                let (epoch, at_ms) = (option_u64(&step["epoch"])?, num(&step["at-ms"])?);
+                outcome(
+                    self.checkpointer()?
+                        .restore_savepoint(run, stage, name, epoch, at_ms),
+                    via(wit::reset_receipt_json),
+                )
+            }
+            "delete-savepoint" => outcome(
+                self.checkpointer()?.delete_savepoint(run, stage, name),
+                |b| json!(b),
+            ),
+            "list-stages" => {
+                let run = wit::option_string(Some(&step["run-id"]))?;
+                outcome(self.checkpointer()?.list_stages(run.as_deref()), |l| {
+                    l.iter().map(via(wit::stage_summary_json)).collect()
+                })
+            }
             "open-driver" => {
                 let options = wit::convert(&wit::driver_options(Some(&step["driver"]))?);
                 if !matches!(self.handle, Handle::Checkpointer(_)) {
@@ -245,6 +309,18 @@ impl Player<'_> {
                     self.codec.resume_point_for_stage(&cs, stage),
                     via(wit::point_json),
                 )
+            }
+            "watermark-label" => {
+                let w: Watermark = wit::convert(&wit::watermark(Some(&step["watermark"]))?);
+                outcome(self.codec.watermark_label(&w), |s| json!(s))
+            }
+            "checkpoint-label" => {
+                let c = checkpoint(&step["checkpoint"])?;
+                outcome(self.codec.checkpoint_label(&c), |s| json!(s))
+            }
+            "resume-point-label" => {
+                let p: ResumePoint = wit::convert(&wit::resume_point(Some(&step["point"]))?);
+                outcome(self.codec.resume_point_label(&p), |s| json!(s))
             }
             "put-raw" => {
                 let bytes = wit::unhex(text(&step["hex"]))?;

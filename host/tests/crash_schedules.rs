@@ -12,10 +12,17 @@
 //! (`checkpoint_testkit::power_loss`); the crash strikes at the nth write or sync of the disk,
 //! and every ack is checked against a copy of the durable bytes.
 //!
+//! The operator tools get schedules of their own (`operator`): resets, savepoints and writes
+//! of a stale owner mixed with writes, each call checked against a model.
+//!
 //! A property test: proptest generates the workload (policy, retention, when to flush) and the
 //! crash points, and shrinks a failing schedule to a minimal one. `CRASH_SCHEDULES=n` sets how
 //! many schedules run (default 256: about a second, small enough for `make test`; `make soak`
 //! runs 10,000).
+
+// In a directory of its own: a file directly under tests/ would be a test crate of its own.
+#[path = "crash_schedules/operator.rs"]
+mod operator;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 

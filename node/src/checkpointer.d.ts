@@ -117,6 +117,15 @@ export interface ResumePoint {
   watermark: Watermark;
 }
 
+/** A resume point given to the API (`Codec.resumePointLabel`). A {@link ResumePoint} read back is one. */
+export interface ResumePointInput {
+  runId: string;
+  stage: string;
+  sequence: IntegerInput;
+  epoch: IntegerInput;
+  watermark: WatermarkInput;
+}
+
 /** Where a resume point comes from. */
 export type ResumeOrigin = 'latest' | 'fallback' | 'fresh';
 
@@ -267,6 +276,108 @@ export interface Changelog {
   capacity: number;
 }
 
+/** Where a reset moved a stage from (WIT `reset-origin`). */
+export interface ResetOrigin {
+  /** Sequence of the latest before the reset; 0 when nothing was stored. */
+  fromSequence: bigint;
+  /** Epoch of the latest before the reset (the owner the reset fenced); 0 when nothing was stored. */
+  fromEpoch: bigint;
+  /** Watermark of the latest before the reset. */
+  fromWatermark: Watermark;
+  /** The savepoint the reset restored; `null` for a reset to a given position. */
+  savepoint: string | null;
+}
+
+/** A deliberate move of a stage's position, backwards or forwards (WIT `reset-request`). */
+export interface ResetRequestInput {
+  runId: string;
+  stage: string;
+  /** The position to resume from (every field may go backwards). */
+  watermark: WatermarkInput;
+  /** Positions of the stage's named inputs; they replace the stored ones. Default `[]`. */
+  sources?: Array<{ name: string; sequence: IntegerInput; watermark: WatermarkInput }>;
+  /** The state the reset checkpoint carries; none (the default) keeps the stored latest's. */
+  state?: StageStateInput | null;
+  /** Above the stored epoch, fencing every older writer; none (the default): stored + 1. */
+  epoch?: IntegerInput | null;
+  /** The reset checkpoint's `atMs`. */
+  atMs: IntegerInput;
+}
+
+/** What a reset did (WIT `reset-receipt`). */
+export interface ResetReceipt {
+  /** The reset checkpoint, now the durable latest. */
+  checkpoint: Checkpoint;
+  /** Storage version of the stage's latest after the reset. */
+  version: bigint;
+  /** Retained older checkpoints the reset removed (as a write prunes). */
+  pruned: number;
+  /** Where the stage was before. */
+  origin: ResetOrigin;
+}
+
+/** A page of a stage's history to read (WIT `history-request`). */
+export interface HistoryRequestInput {
+  /** Start after this sequence; default 0 (from the oldest retained). */
+  afterSequence?: IntegerInput;
+  /** At most this many checkpoints; 1 or more. */
+  maxCheckpoints: number;
+  /**
+   * At most this many encoded bytes (a page holds at least one checkpoint whatever its size);
+   * default 0: the largest page the checkpointer serves (a quarter of its memory limit).
+   */
+  maxBytes?: IntegerInput;
+}
+
+/** One retained checkpoint with what is stored beside it (WIT `history-entry`). */
+export interface HistoryEntry {
+  checkpoint: Checkpoint;
+  /** Its encoded size in bytes (as `Codec.encode` gives it). */
+  encodedBytes: bigint;
+  /** Set when this checkpoint is a reset: where the stage was before. */
+  reset: ResetOrigin | null;
+}
+
+/** One page of history, oldest first (WIT `history-page`). */
+export interface HistoryPage {
+  /** The last page ends with the latest. */
+  entries: HistoryEntry[];
+  /** Ask again with `afterSequence` set to this; `null` on the last page. */
+  nextAfter: bigint | null;
+}
+
+/** A named, pinned copy of one checkpoint of a stage (WIT `savepoint-info`). */
+export interface SavepointInfo {
+  /** 1 to 128 bytes of UTF-8. */
+  name: string;
+  /** The pinned checkpoint's position. */
+  point: ResumePoint;
+  /** The pinned checkpoint's `atMs`. */
+  atMs: bigint;
+  /** Its encoded size in bytes. */
+  encodedBytes: bigint;
+}
+
+/** What is stored for one stage (WIT `stage-summary`). */
+export interface StageSummary {
+  runId: string;
+  stage: string;
+  /** The latest's position; `null` when the stage holds only savepoints or its latest is damaged. */
+  latest: ResumePoint | null;
+  /** The latest's `atMs`; 0 when `latest` is `null`. */
+  atMs: bigint;
+  /** The latest's encoded size; 0 when `latest` is `null`. */
+  encodedBytes: bigint;
+  /** Set when the latest is a reset. */
+  reset: ResetOrigin | null;
+  /** Set when the latest is damaged: `resumePoint` will fall back or fail. */
+  damage: Corruption | null;
+  /** How many retained copies are stored. */
+  retained: number;
+  /** How many savepoints are stored. */
+  savepoints: number;
+}
+
 /**
  * Writes and reads the checkpoints of one namespace of a store, through its own instance of the
  * component. Every method is synchronous and throws a `CheckpointError` subclass for a refusal,
@@ -297,9 +408,54 @@ export class Checkpointer implements Disposable {
   get(runId: string, stage: string): Checkpoint;
   /** Where (runId, stage) should restart: latest, else newest intact retained, else fresh. */
   resumePoint(runId: string, stage: string): Resume;
-  /** Retained checkpoints, oldest first; empty when nothing is stored. */
+  /**
+   * Retained checkpoints, oldest first, ending with the latest; empty when nothing is stored.
+   * All in one answer: beyond a quarter of the memory limit an `InvalidInputError` (field
+   * `history`): read them with `historyEntries` or `historyPage`.
+   */
   history(runId: string, stage: string): Checkpoint[];
-  /** Removes every checkpoint of (runId, stage) in one commit; returns how many entries. */
+  /**
+   * One page of the retained checkpoints, oldest first; the last page ends with the latest and
+   * has `nextAfter` null. `InvalidInputError` for `maxCheckpoints` 0.
+   */
+  historyPage(runId: string, stage: string, request: HistoryRequestInput): HistoryPage;
+  /** Every retained checkpoint with its size and reset record, oldest first, read page by page. */
+  historyEntries(runId: string, stage: string): HistoryEntry[];
+  /** The retained checkpoint with `sequence` (the latest included); `NotFoundError` when not retained. */
+  getAt(runId: string, stage: string, sequence: IntegerInput): Checkpoint;
+  /**
+   * Moves (runId, stage) to `request.watermark`, backwards or forwards, with an epoch above the
+   * stored one: every older writer is fenced from then on. `InvalidInputError` (field `epoch`)
+   * for an epoch not above the stored one.
+   */
+  reset(request: ResetRequestInput): ResetReceipt;
+  /**
+   * Pins the latest checkpoint, or the retained one with `sequence`, under `name`: retention,
+   * writes, resets and `delete` never remove it.
+   */
+  createSavepoint(runId: string, stage: string, name: string, sequence?: IntegerInput | null): SavepointInfo;
+  /** The savepoints of (runId, stage), by name. */
+  listSavepoints(runId: string, stage: string): SavepointInfo[];
+  /** The checkpoint a savepoint pins; `NotFoundError` when there is no such savepoint. */
+  getSavepoint(runId: string, stage: string, name: string): Checkpoint;
+  /** Resets (runId, stage) to a savepoint (position and state), as `reset` does, recording its name. */
+  restoreSavepoint(
+    runId: string,
+    stage: string,
+    name: string,
+    at: { atMs: IntegerInput; epoch?: IntegerInput | null },
+  ): ResetReceipt;
+  /** Removes a savepoint; `true` when it existed. */
+  deleteSavepoint(runId: string, stage: string, name: string): boolean;
+  /**
+   * Every stage of the namespace (of one run, when given), ordered by run and stage; a damaged
+   * latest is reported in its summary, not thrown.
+   */
+  listStages(runId?: string | null): StageSummary[];
+  /**
+   * Removes every checkpoint of (runId, stage) in one commit; returns how many entries. Also
+   * forgets the epoch; savepoints are kept.
+   */
   delete(runId: string, stage: string): number;
   /**
    * Opens a driver for one (runId, stage), sharing this checkpointer's instance; acks again the
@@ -368,4 +524,10 @@ export class Codec {
   resumePointForStage(checkpoints: CheckpointInput[], stage: string): ResumePoint;
   /** The component's one line about an error (`codec.describe`): every error's `message`. */
   describe(error: CheckpointError): string;
+  /** One stable line about a watermark (FORMAT.md "Labels"). */
+  watermarkLabel(watermark: WatermarkInput): string;
+  /** One stable line about a checkpoint: run, stage, sequence, epoch, watermark, counts, size. */
+  checkpointLabel(checkpoint: CheckpointInput): string;
+  /** One stable line about a resume point, or that the stage starts fresh. */
+  resumePointLabel(point: ResumePointInput): string;
 }

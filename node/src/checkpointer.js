@@ -24,7 +24,20 @@ import {
   string,
   bytes,
   u64,
+  historyPageOut,
+  historyRequestIn,
+  optionString,
+  optionU64,
+  pointIn,
+  resetReceiptOut,
+  resetRequestIn,
+  savepointOut,
+  stageSummaryOut,
+  watermarkIn,
 } from './values.js';
+
+/** The largest u32: a history page bounded by bytes only. */
+const U32_MAX = 2 ** 32 - 1;
 
 const dispose = Symbol.dispose ?? Symbol.for('dispose');
 
@@ -121,7 +134,11 @@ export class Checkpointer {
   }
 
   /**
-   * Retained checkpoints of (runId, stage), oldest first; empty when nothing is stored.
+   * Retained checkpoints of (runId, stage), oldest first, ending with the latest; empty when
+   * nothing is stored. `CorruptError` when one is damaged. All in one answer: beyond the
+   * largest answer the checkpointer serves (a quarter of its memory limit) it is an
+   * `InvalidInputError` (field `history`): read them with `historyEntries` or `historyPage`.
+   * Never writes.
    * @param {string} runId
    * @param {string} stage
    * @returns {Checkpoint[]}
@@ -132,8 +149,161 @@ export class Checkpointer {
   }
 
   /**
+   * One page of the retained checkpoints of (runId, stage), oldest first: those after
+   * `request.afterSequence`, at most `request.maxCheckpoints` (at least 1, else an
+   * `InvalidInputError`) and `request.maxBytes` (0: the largest page served). The last page
+   * ends with the latest and has `nextAfter` null; else ask again from `nextAfter`. Each entry
+   * says which checkpoint was a reset, and from where. Never writes.
+   * @param {string} runId
+   * @param {string} stage
+   * @param {HistoryRequestInput} request
+   * @returns {HistoryPage}
+   */
+  historyPage(runId, stage, request) {
+    const [r, s] = [string(runId, 'run-id'), string(stage, 'stage')];
+    const q = historyRequestIn(request);
+    return historyPageOut(this.#call('checkpointer.history-page', (h) => h.historyPage(r, s, q)));
+  }
+
+  /**
+   * Every retained checkpoint of (runId, stage) with what is stored beside it, oldest first,
+   * read page by page (as the Rust host's `history_entries`), so a history larger than one
+   * answer is read all the same. Each page reads the latest again, so a writer committing
+   * meanwhile may add its checkpoints to the end. Never writes.
+   * @param {string} runId
+   * @param {string} stage
+   * @returns {HistoryEntry[]}
+   */
+  historyEntries(runId, stage) {
+    const entries = [];
+    let afterSequence = 0n;
+    for (;;) {
+      const page = this.historyPage(runId, stage, { afterSequence, maxCheckpoints: U32_MAX });
+      entries.push(...page.entries);
+      if (page.nextAfter === null) return entries;
+      afterSequence = page.nextAfter;
+    }
+  }
+
+  /**
+   * The retained checkpoint of (runId, stage) with `sequence` (the latest included, even when
+   * its retained copy is gone). Never writes.
+   * @param {string} runId
+   * @param {string} stage
+   * @param {bigint | number} sequence
+   * @returns {Checkpoint}
+   * @throws {NotFoundError} when that sequence is not retained; {@link CorruptError} when its
+   *   bytes are damaged.
+   */
+  getAt(runId, stage, sequence) {
+    const [r, s] = [string(runId, 'run-id'), string(stage, 'stage')];
+    const n = u64(sequence, 'sequence');
+    return this.#call('checkpointer.get-at', (h) => h.getAt(r, s, n));
+  }
+
+  /**
+   * Moves (runId, stage) to `request.watermark`, backwards or forwards, and takes the stage
+   * over: the reset checkpoint has the next sequence and an epoch above the stored one, so
+   * every writer of an older epoch is fenced from then on. One conditional commit; retention
+   * prunes as a write does, savepoints are never touched, nothing is acked.
+   * `InvalidInputError` (field `epoch`) for an epoch not above the stored one; `CorruptError`
+   * when the stored latest is damaged (restore or delete it first); `ConflictError` when a
+   * writer committed meanwhile (retry).
+   * @param {ResetRequestInput} request
+   * @returns {ResetReceipt}
+   */
+  reset(request) {
+    const q = resetRequestIn(request);
+    return resetReceiptOut(this.#call('checkpointer.reset', (h) => h.reset(q)));
+  }
+
+  /**
+   * Pins a checkpoint of (runId, stage) under `name` (1 to 128 bytes): the latest, or the
+   * retained one with `sequence`. Retention, writes, resets and `delete` never remove it.
+   * Creating the same savepoint again is harmless; another checkpoint under a taken name is an
+   * `InvalidInputError` (field `name`). `NotFoundError` when the stage (or that sequence) is
+   * not stored.
+   * @param {string} runId
+   * @param {string} stage
+   * @param {string} name
+   * @param {bigint | number | null} [sequence] None (the default): the latest.
+   * @returns {SavepointInfo}
+   */
+  createSavepoint(runId, stage, name, sequence) {
+    const [r, s, n] = [string(runId, 'run-id'), string(stage, 'stage'), string(name, 'name')];
+    const q = optionU64(sequence, 'sequence');
+    return savepointOut(this.#call('checkpointer.create-savepoint', (h) => h.createSavepoint(r, s, n, q)));
+  }
+
+  /**
+   * The savepoints of (runId, stage), by name. `CorruptError` when one is damaged.
+   * @param {string} runId
+   * @param {string} stage
+   * @returns {SavepointInfo[]}
+   */
+  listSavepoints(runId, stage) {
+    const [r, s] = [string(runId, 'run-id'), string(stage, 'stage')];
+    return this.#call('checkpointer.list-savepoints', (h) => h.listSavepoints(r, s)).map(savepointOut);
+  }
+
+  /**
+   * The checkpoint the savepoint `name` pins.
+   * @param {string} runId
+   * @param {string} stage
+   * @param {string} name
+   * @returns {Checkpoint}
+   * @throws {NotFoundError} when there is no such savepoint.
+   */
+  getSavepoint(runId, stage, name) {
+    const [r, s, n] = [string(runId, 'run-id'), string(stage, 'stage'), string(name, 'name')];
+    return this.#call('checkpointer.get-savepoint', (h) => h.getSavepoint(r, s, n));
+  }
+
+  /**
+   * Resets (runId, stage) to the savepoint `name`: its watermark, sources, sinks and operator
+   * states, as `reset` does (same fencing and errors; `epoch` none: the stored one + 1),
+   * recording the savepoint's name in the reset's origin.
+   * @param {string} runId
+   * @param {string} stage
+   * @param {string} name
+   * @param {{atMs: bigint | number, epoch?: bigint | number | null}} at `atMs` becomes the
+   *   reset checkpoint's `atMs`.
+   * @returns {ResetReceipt}
+   */
+  restoreSavepoint(runId, stage, name, { atMs, epoch } = {}) {
+    const [r, s, n] = [string(runId, 'run-id'), string(stage, 'stage'), string(name, 'name')];
+    const [e, at] = [optionU64(epoch, 'epoch'), u64(atMs, 'at-ms')];
+    return resetReceiptOut(this.#call('checkpointer.restore-savepoint', (h) => h.restoreSavepoint(r, s, n, e, at)));
+  }
+
+  /**
+   * Removes a savepoint: `true` when it existed (`false`: nothing to do, safe to repeat).
+   * @param {string} runId
+   * @param {string} stage
+   * @param {string} name
+   * @returns {boolean}
+   */
+  deleteSavepoint(runId, stage, name) {
+    const [r, s, n] = [string(runId, 'run-id'), string(stage, 'stage'), string(name, 'name')];
+    return this.#call('checkpointer.delete-savepoint', (h) => h.deleteSavepoint(r, s, n));
+  }
+
+  /**
+   * Every stage stored in this namespace (of one run, when given), ordered by run and stage,
+   * with its latest position. A damaged latest is reported in its summary (`damage`), not
+   * thrown, so that an operator sees every stage. Never writes.
+   * @param {string | null} [runId] None (the default): every run.
+   * @returns {StageSummary[]}
+   */
+  listStages(runId) {
+    const r = optionString(runId, 'run-id');
+    return this.#call('checkpointer.list-stages', (h) => h.listStages(r)).map(stageSummaryOut);
+  }
+
+  /**
    * Removes every checkpoint of (runId, stage) in one commit; returns how many entries were
-   * removed. This also forgets the stage's epoch: only delete a stage no writer uses.
+   * removed. This also forgets the stage's epoch: only delete a stage no writer uses (to move a
+   * live stage, `reset` it). Savepoints are kept: remove them with `deleteSavepoint`.
    * @param {string} runId
    * @param {string} stage
    * @returns {number}
@@ -427,6 +597,40 @@ export class Codec {
     }
     return this.#instance.describe(errorToWit(error));
   }
+
+  /**
+   * One stable line about a watermark (FORMAT.md "Labels"), the same in every host:
+   * `offset 42, event time 2024-12-03T15:16:23.000Z` (milliseconds outside years 0 to 9999).
+   * @param {Watermark} watermark
+   * @returns {string}
+   */
+  watermarkLabel(watermark) {
+    const w = watermarkIn(watermark);
+    return this.#instance.call('codec.watermark-label', () => this.#instance.codec.watermarkLabel(w));
+  }
+
+  /**
+   * One stable line about a checkpoint: run and stage quoted (escaped like JSON strings),
+   * sequence, epoch, watermark, the counts of sources, sinks and operator states, and the
+   * encoded size.
+   * @param {Checkpoint} checkpoint
+   * @returns {string}
+   */
+  checkpointLabel(checkpoint) {
+    const c = checkpointIn(checkpoint);
+    return this.#instance.call('codec.checkpoint-label', () => this.#instance.codec.checkpointLabel(c));
+  }
+
+  /**
+   * One stable line about a resume point: where the stage restarts and from which checkpoint,
+   * or that it starts fresh (sequence 0).
+   * @param {ResumePoint} point
+   * @returns {string}
+   */
+  resumePointLabel(point) {
+    const p = pointIn(point);
+    return this.#instance.call('codec.resume-point-label', () => this.#instance.codec.resumePointLabel(p));
+  }
 }
 
 /**
@@ -535,4 +739,66 @@ export class Codec {
  * @property {{kind: 'processed' | 'watermark' | 'checkpoint', sequence: bigint, watermark: Watermark}[]} events
  * @property {bigint} overflowCount
  * @property {number} capacity
+ */
+/**
+ * @typedef {object} ResetOrigin Where a reset moved a stage from.
+ * @property {bigint} fromSequence Sequence of the latest before; 0 when nothing was stored.
+ * @property {bigint} fromEpoch Epoch of the latest before (the owner fenced); 0 when none.
+ * @property {Watermark} fromWatermark Watermark of the latest before.
+ * @property {string | null} savepoint The savepoint restored; `null` for a reset to a position.
+ */
+/**
+ * @typedef {object} ResetRequestInput A deliberate move of a stage's position.
+ * @property {string} runId
+ * @property {string} stage
+ * @property {{offset: bigint | number, eventTimeMs: bigint | number}} watermark Where to resume.
+ * @property {{name: string, sequence: bigint | number, watermark: Watermark}[]} [sources]
+ *   Positions of the named inputs; they replace the stored ones. Default `[]`.
+ * @property {StageStateInput | null} [state] None (default): keep the stored latest's state.
+ * @property {bigint | number | null} [epoch] Above the stored one; none (default): stored + 1.
+ * @property {bigint | number} atMs The reset checkpoint's `atMs`.
+ */
+/**
+ * @typedef {object} ResetReceipt
+ * @property {Checkpoint} checkpoint The reset checkpoint, now the durable latest.
+ * @property {bigint} version Storage version of the latest after the reset.
+ * @property {number} pruned Retained older checkpoints removed.
+ * @property {ResetOrigin} origin Where the stage was before.
+ */
+/**
+ * @typedef {object} HistoryRequestInput
+ * @property {bigint | number} [afterSequence] Start after this sequence; default 0.
+ * @property {number} maxCheckpoints At most this many; at least 1.
+ * @property {bigint | number} [maxBytes] At most this many encoded bytes (a page holds at
+ *   least one); default 0: the largest page served.
+ */
+/**
+ * @typedef {object} HistoryEntry
+ * @property {Checkpoint} checkpoint
+ * @property {bigint} encodedBytes
+ * @property {ResetOrigin | null} reset Set when this checkpoint is a reset.
+ */
+/**
+ * @typedef {object} HistoryPage
+ * @property {HistoryEntry[]} entries Oldest first; the last page ends with the latest.
+ * @property {bigint | null} nextAfter The next page's `afterSequence`; `null` on the last page.
+ */
+/**
+ * @typedef {object} SavepointInfo
+ * @property {string} name
+ * @property {ResumePoint} point The pinned checkpoint's position.
+ * @property {bigint} atMs
+ * @property {bigint} encodedBytes
+ */
+/**
+ * @typedef {object} StageSummary
+ * @property {string} runId
+ * @property {string} stage
+ * @property {ResumePoint | null} latest `null` when only savepoints are stored or the latest is damaged.
+ * @property {bigint} atMs 0 when `latest` is `null`.
+ * @property {bigint} encodedBytes 0 when `latest` is `null`.
+ * @property {ResetOrigin | null} reset Set when the latest is a reset.
+ * @property {{kind: string, key: string, detail: string} | null} damage Set when the latest is damaged.
+ * @property {number} retained Retained copies stored.
+ * @property {number} savepoints Savepoints stored.
  */

@@ -219,6 +219,74 @@ export function stageStateIn(value, field = 'state') {
   };
 }
 
+/** An `option<u64>` as jco lowers it: `undefined` for none (`undefined` or `null`). */
+export function optionU64(value, field) {
+  return value === undefined || value === null ? undefined : u64(value, field);
+}
+
+/** An `option<string>` as jco lowers it: `undefined` for none (`undefined` or `null`). */
+export function optionString(value, field) {
+  return value === undefined || value === null ? undefined : string(value, field);
+}
+
+/**
+ * A resume point (what `codec.resume-point-label` takes); every field required.
+ * @param {import('./checkpointer.js').ResumePoint} value
+ */
+export function pointIn(value, field = 'point') {
+  const p = record(value, field);
+  return {
+    runId: string(p.runId, `${field}.run-id`),
+    stage: string(p.stage, `${field}.stage`),
+    sequence: u64(p.sequence, `${field}.sequence`),
+    epoch: u64(p.epoch, `${field}.epoch`),
+    watermark: watermark(p.watermark, `${field}.watermark`),
+  };
+}
+
+/** A watermark as jco lowers it. */
+export function watermarkIn(value, field = 'watermark') {
+  return watermark(value, field);
+}
+
+/**
+ * A reset request as jco lowers it. `sources` defaults to `[]`, `state` and `epoch` to none
+ * (`undefined` or `null`); `runId`, `stage`, `watermark` and `atMs` are required.
+ * @param {import('./checkpointer.js').ResetRequestInput} value
+ */
+export function resetRequestIn(value, field = 'request') {
+  const r = record(value, field);
+  const out = {
+    runId: string(r.runId, `${field}.run-id`),
+    stage: string(r.stage, `${field}.stage`),
+    watermark: watermark(r.watermark, `${field}.watermark`),
+    sources: listOr(r.sources, `${field}.sources`, (s, f) => {
+      record(s, f);
+      return { name: string(s.name, `${f}.name`), sequence: u64(s.sequence, `${f}.sequence`), watermark: watermark(s.watermark, `${f}.watermark`) };
+    }),
+    atMs: u64(r.atMs, `${field}.at-ms`),
+  };
+  const state = stageStateIn(r.state, `${field}.state`);
+  if (state !== undefined) out.state = state;
+  const epoch = optionU64(r.epoch, `${field}.epoch`);
+  if (epoch !== undefined) out.epoch = epoch;
+  return out;
+}
+
+/**
+ * A history request as jco lowers it: `maxCheckpoints` required (at least 1, or the component
+ * refuses it), `afterSequence` and `maxBytes` default to 0.
+ * @param {import('./checkpointer.js').HistoryRequestInput} value
+ */
+export function historyRequestIn(value, field = 'request') {
+  const r = record(value, field);
+  return {
+    afterSequence: r.afterSequence === undefined ? 0n : u64(r.afterSequence, `${field}.after-sequence`),
+    maxCheckpoints: u32(r.maxCheckpoints, `${field}.max-checkpoints`),
+    maxBytes: r.maxBytes === undefined ? 0n : u64(r.maxBytes, `${field}.max-bytes`),
+  };
+}
+
 /** A processed message; `eventTimeMs` defaults to 0. */
 export function messageIn(value, field = 'message') {
   const m = record(value, field);
@@ -283,4 +351,51 @@ export function completionOut(c) {
 /** @returns {import('./checkpointer.js').BatchProgress} */
 export function batchProgressOut(b) {
   return { checkpoints: b.checkpoints.map(receiptOut), pending: b.pending, covered: b.covered };
+}
+
+/** @returns {import('./checkpointer.js').ResetOrigin} */
+export function resetOriginOut(r) {
+  return {
+    fromSequence: r.fromSequence,
+    fromEpoch: r.fromEpoch,
+    fromWatermark: r.fromWatermark,
+    savepoint: r.savepoint ?? null,
+  };
+}
+
+/** @returns {import('./checkpointer.js').ResetReceipt} */
+export function resetReceiptOut(r) {
+  return { checkpoint: r.checkpoint, version: r.version, pruned: r.pruned, origin: resetOriginOut(r.origin) };
+}
+
+/** @returns {import('./checkpointer.js').HistoryPage} */
+export function historyPageOut(p) {
+  return {
+    entries: p.entries.map((e) => ({
+      checkpoint: e.checkpoint,
+      encodedBytes: e.encodedBytes,
+      reset: e.reset == null ? null : resetOriginOut(e.reset),
+    })),
+    nextAfter: p.nextAfter ?? null,
+  };
+}
+
+/** @returns {import('./checkpointer.js').SavepointInfo} */
+export function savepointOut(s) {
+  return { name: s.name, point: s.point, atMs: s.atMs, encodedBytes: s.encodedBytes };
+}
+
+/** @returns {import('./checkpointer.js').StageSummary} */
+export function stageSummaryOut(s) {
+  return {
+    runId: s.runId,
+    stage: s.stage,
+    latest: s.latest ?? null,
+    atMs: s.atMs,
+    encodedBytes: s.encodedBytes,
+    reset: s.reset == null ? null : resetOriginOut(s.reset),
+    damage: s.damage ?? null,
+    retained: s.retained,
+    savepoints: s.savepoints,
+  };
 }

@@ -35,6 +35,7 @@ function conformanceDir(env = process.env) {
 const INTEGERS = new Set([
   'sequence', 'epoch', 'offset', 'event-time-ms', 'position', 'at-ms', 'next-offset', 'now-ms',
   'max-retained', 'max-checkpoint-bytes', 'changelog-capacity', 'per-batch', 'max-in-flight', 'ticket',
+  'after-sequence', 'max-checkpoints', 'max-bytes',
 ]);
 const camel = (k) => k.replace(/-([a-z0-9])/g, (_, c) => c.toUpperCase());
 const kebab = (k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -225,6 +226,19 @@ class Player {
       case 'history': return outcome(() => this.checkpointer().history(run, stage));
       case 'delete': return outcome(() => this.checkpointer().delete(run, stage));
       case 'recover-acks': return outcome(() => this.checkpointer().recoverAcks(run, stage), ack);
+      case 'get-at': return outcome(() => this.checkpointer().getAt(run, stage, BigInt(step.sequence)));
+      case 'history-page': return outcome(() => this.checkpointer().historyPage(run, stage, input(step.request)));
+      case 'history-entries': return outcome(() => this.checkpointer().historyEntries(run, stage));
+      case 'reset': return outcome(() => this.checkpointer().reset(input(step.request)));
+      case 'create-savepoint': return outcome(() => this.checkpointer().createSavepoint(run, stage, step.name, input(step.sequence, 'sequence')));
+      case 'list-savepoints': return outcome(() => this.checkpointer().listSavepoints(run, stage));
+      case 'get-savepoint': return outcome(() => this.checkpointer().getSavepoint(run, stage, step.name));
+      case 'restore-savepoint': {
+        const at = { atMs: BigInt(step['at-ms']), epoch: input(step.epoch, 'epoch') };
+        return outcome(() => this.checkpointer().restoreSavepoint(run, stage, step.name, at));
+      }
+      case 'delete-savepoint': return outcome(() => this.checkpointer().deleteSavepoint(run, stage, step.name));
+      case 'list-stages': return outcome(() => this.checkpointer().listStages(step['run-id']));
       case 'open-driver': {
         const options = input(step.driver);
         if (!this.handle?.checkpointer) this.reopen('reopening for the driver'); // closes any driver
@@ -253,6 +267,9 @@ class Player {
       case 'validate': return outcome(() => this.codec.validate(input(step.checkpoint)), () => null);
       case 'chain-signature': return outcome(() => this.codec.chainSignature(cs()));
       case 'resume-point-for-stage': return outcome(() => this.codec.resumePointForStage(cs(), stage));
+      case 'watermark-label': return outcome(() => this.codec.watermarkLabel(input(step.watermark)));
+      case 'checkpoint-label': return outcome(() => this.codec.checkpointLabel(input(step.checkpoint)));
+      case 'resume-point-label': return outcome(() => this.codec.resumePointLabel(input(step.point)));
       case 'put-raw': return this.putRaw(step.key, unhex(step.hex));
       case 'delete-raw':
         this.store.commit([{ key: step.key, expectedVersion: null, op: 'delete' }]);

@@ -27,10 +27,16 @@ import type {
   Completion,
   Consumer,
   Corruption,
+  HistoryEntry,
+  HistoryPage,
   Progress,
   Receipt,
+  ResetReceipt,
+  ResetRequestInput,
   Resume,
+  SavepointInfo,
   StageStateInput,
+  StageSummary,
   Storage,
   StoredEntry,
   StorageWrite,
@@ -224,6 +230,29 @@ const bytes: Uint8Array = codec.encode(stored);
 check(codec.decode(bytes).sequence === 1n && codec.chainSignature([stored]).length === 64, 'codec');
 check(compiledModuleCount() > 0, 'modules compiled');
 
+// Operator tools: a savepoint, a reset that fences the old owner, paged history, the stages.
+const saved: SavepointInfo = checkpointer.createSavepoint('run-1', 'enrich', 'before-deploy');
+check(saved.point.sequence === 2n && typeof saved.encodedBytes === 'bigint', 'savepoint');
+const rewind: ResetRequestInput = { runId: 'run-1', stage: 'enrich', watermark: { offset: 10, eventTimeMs: 0 }, atMs: 1_700_000_004_000n };
+const reset: ResetReceipt = checkpointer.reset(rewind);
+check(reset.checkpoint.epoch === 3n && reset.origin.fromEpoch === 2n && reset.origin.savepoint === null, 'reset');
+const restored = checkpointer.restoreSavepoint('run-1', 'enrich', 'before-deploy', { atMs: 1_700_000_005_000n });
+check(restored.origin.savepoint === 'before-deploy' && restored.checkpoint.watermark.offset === 44n, 'restored');
+check(checkpointer.getAt('run-1', 'enrich', reset.checkpoint.sequence).watermark.offset === 10n, 'get-at');
+const page: HistoryPage = checkpointer.historyPage('run-1', 'enrich', { maxCheckpoints: 1 });
+const next: bigint | null = page.nextAfter;
+check(page.entries.length === 1 && next !== null, 'a page with more after it');
+const entries: HistoryEntry[] = checkpointer.historyEntries('run-1', 'enrich');
+check(entries.at(-1)?.reset?.savepoint === 'before-deploy', 'the last entry is the restore');
+const stages: StageSummary[] = checkpointer.listStages('run-1');
+check(stages.length === 2 && stages[0].damage === null && stages[0].savepoints === 1, 'stages');
+check(checkpointer.listSavepoints('run-1', 'enrich')[0].name === 'before-deploy', 'savepoints listed');
+check(checkpointer.getSavepoint('run-1', 'enrich', 'before-deploy').sequence === 2n, 'savepoint read');
+check(checkpointer.deleteSavepoint('run-1', 'enrich', 'before-deploy'), 'savepoint deleted');
+check(codec.watermarkLabel(stored.watermark).startsWith('offset 42, event time '), 'watermark label');
+check(codec.checkpointLabel(stored).startsWith('run "run-1" stage "enrich" #1 epoch 2'), 'checkpoint label');
+check(codec.resumePointLabel(resume.point).includes('(checkpoint #1, epoch 2)'), 'resume point label');
+
 checkpointer.close();
 try {
   checkpointer.resumePoint('run-1', 'enrich');
@@ -251,6 +280,12 @@ export function refused(): void {
   // @ts-expect-error outputs are bigints
   const n: number = receipt.sequence;
   void n;
+  // @ts-expect-error a history page needs maxCheckpoints
+  checkpointer.historyPage('r', 's', { afterSequence: 1n });
+  // @ts-expect-error restoreSavepoint takes {atMs, epoch}, not the time alone
+  checkpointer.restoreSavepoint('r', 's', 'n', 0n);
+  // @ts-expect-error a reset request needs atMs
+  checkpointer.reset({ runId: 'r', stage: 's', watermark: { offset: 0, eventTimeMs: 0 } });
 }
 
 console.log('types-check: ok');

@@ -356,24 +356,24 @@ fn options_the_memory_limit_cannot_serve_are_invalid_and_history_beyond_it_asks_
     };
     assert_eq!(invalid.field, "max-checkpoint-bytes");
     assert!(
-        invalid.reason.contains("67108864") && invalid.reason.contains("at most 10835285"),
+        invalid.reason.contains("67108864") && invalid.reason.contains("at most 19922944"),
         "{}",
         invalid.reason
     );
     assert!(
         Fixture::open_with_memory_limit(
-            options(10_835_285),
+            options(19_922_944),
             limit,
             MemoryStorage::default(),
             RecordingConsumer::default(),
         )
         .is_ok()
     );
-    // A 4 MiB limit serves answers of 1 MiB: 10 checkpoints of 200 KB need pages.
-    let mut c = open_limited(100, 300_000, 4 << 20);
+    // A 12 MiB limit serves answers of 3 MiB: 10 checkpoints of 600 KB need pages.
+    let mut c = open_limited(100, 700_000, 12 << 20);
     for s in 1..=10 {
         let mut checkpoint = at(s, 1, s);
-        checkpoint.operator_states[0].state = vec![s as u8; 200_000];
+        checkpoint.operator_states[0].state = vec![s as u8; 600_000];
         c.write(&checkpoint, &[]).unwrap();
     }
     let err = c.history("run", "stage").unwrap_err();

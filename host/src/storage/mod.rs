@@ -21,7 +21,7 @@ pub use self::postgres::PostgresStorage;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStorage;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{GroupCommitStats, SqliteOptions, SqliteStorage};
+pub use sqlite::{GroupCommitStats, SqliteOptions, SqliteStorage, SqliteSynchronous};
 
 pub use crate::bindings::storage::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
 
@@ -84,8 +84,10 @@ pub trait Storage: Send + 'static {
 ///
 /// Accepted schemes:
 /// - `memory:` - a new, empty [`MemoryStorage`] (lost when the process ends);
-/// - `sqlite:PATH` - a `SqliteStorage` on the database file `PATH` (created when missing;
-///   `sqlite://PATH` is accepted too); feature `sqlite` (on by default);
+/// - `sqlite:PATH[?synchronous=full|normal]` - a `SqliteStorage` on the database file `PATH`
+///   (created when missing; `sqlite://PATH` is accepted too; the first `?` starts the
+///   parameters): `synchronous=normal` skips the sync per commit, see `SqliteSynchronous`;
+///   feature `sqlite` (on by default);
 /// - `postgres://user[:password]@host[:port]/dbname[?params]` (or `postgresql://`) - a
 ///   `PostgresStorage` (parameters such as `schema=NAME`, `connect_timeout_ms`,
 ///   `statement_timeout_ms`, `pool_size`, TLS with `sslmode=verify-full&sslrootcert=PATH` and
@@ -122,14 +124,8 @@ pub fn open_storage(url: &str) -> Result<Box<dyn Storage>, OpenError> {
 
 #[cfg(feature = "sqlite")]
 fn open_sqlite(url: &str, rest: &str) -> Result<Box<dyn Storage>, OpenError> {
-    let path = rest.strip_prefix("//").unwrap_or(rest);
-    if path.is_empty() {
-        return Err(OpenError::new(
-            OpenErrorKind::BadUrl,
-            format!("storage URL {url:?} names no database file"),
-        ));
-    }
-    Ok(Box::new(SqliteStorage::open(path)?))
+    let (path, options) = sqlite::parse_url(url, rest)?;
+    Ok(Box::new(SqliteStorage::open_with(path, &options)?))
 }
 
 #[cfg(not(feature = "sqlite"))]

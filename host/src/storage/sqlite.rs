@@ -1,6 +1,7 @@
 //! The embedded default store: one SQLite database file.
 //!
-//! WAL journal with `synchronous=FULL`, so a commit is one transaction with one durable sync;
+//! WAL journal with `synchronous=FULL` by default, so a commit is one transaction with one
+//! durable sync (`synchronous=NORMAL` on request: no sync per commit, see [`SqliteSynchronous`]);
 //! a busy timeout lets several connections and processes share the file. Keys are stored as
 //! TEXT with the BINARY collation (memcmp order, i.e. UTF-8 byte order) and are never used as
 //! paths. The tables are in `sqlite-schema.sql`, which the Python host's store runs too, so a
@@ -47,11 +48,9 @@ pub struct SqliteOptions {
     /// default for the platform. Tests use it to run the store over a VFS that injects faults
     /// (`checkpoint_testkit::power_loss`).
     pub vfs: Option<String>,
-    /// `synchronous=OFF` instead of `FULL`: commits are never synced, so acknowledged commits
-    /// can vanish when the machine loses power. This breaks the [`Storage`] contract and exists
-    /// only so that the power-loss test can show that it detects exactly that.
-    #[doc(hidden)]
-    pub unsafe_synchronous_off: bool,
+    /// When commits are synced: `FULL` (the default) or `NORMAL`; see [`SqliteSynchronous`].
+    /// The URL's `?synchronous=full|normal` sets it.
+    pub synchronous: SqliteSynchronous,
 }
 
 impl Default for SqliteOptions {
@@ -59,9 +58,85 @@ impl Default for SqliteOptions {
         Self {
             group_commit: true,
             vfs: None,
-            unsafe_synchronous_off: false,
+            synchronous: SqliteSynchronous::Full,
         }
     }
+}
+
+/// SQLite's `synchronous` setting, in WAL mode: what an acknowledged commit survives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SqliteSynchronous {
+    /// `FULL` (the default): every commit syncs the WAL before it returns, so an acknowledged
+    /// checkpoint survives a crash of the process and of the machine (power loss).
+    #[default]
+    Full,
+    /// `NORMAL`: commits are not synced. SQLite syncs the WAL only when it checkpoints it into
+    /// the database file (automatically once the WAL holds 1000 pages, and when the last
+    /// connection to the file closes). An acknowledged checkpoint survives a crash of the
+    /// process (the operating system has the write), but checkpoints acknowledged since the last
+    /// WAL sync can be lost when the machine crashes or loses power; the file stays consistent
+    /// and a stage never resumes before a checkpoint that was durable at the crash. Faster
+    /// commits for a bounded loss window, as Redis's `appendfsync everysec` trades.
+    Normal,
+    /// `OFF`: commits are never synced, not even when the WAL is checkpointed, so acknowledged
+    /// commits can vanish when the machine loses power. This breaks the [`Storage`] contract
+    /// and exists only so that the power-loss test can show that it detects exactly that; no
+    /// URL selects it.
+    #[doc(hidden)]
+    UnsafeOff,
+}
+
+impl SqliteSynchronous {
+    /// The pragma's value.
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Full => "FULL",
+            SqliteSynchronous::Normal => "NORMAL",
+            SqliteSynchronous::UnsafeOff => "OFF",
+        }
+    }
+}
+
+/// Splits the part of a `sqlite:` URL after the scheme (`PATH` or `//PATH`, then optionally
+/// `?synchronous=full|normal`) into the file's path and the options. The first `?` starts the
+/// parameters. Unknown parameters and values are refused as [`OpenErrorKind::BadUrl`].
+/// `url` is the whole URL, for messages (a SQLite URL holds no password).
+pub(super) fn parse_url<'u>(
+    url: &str,
+    rest: &'u str,
+) -> Result<(&'u str, SqliteOptions), OpenError> {
+    let bad = |message: String| OpenError::new(OpenErrorKind::BadUrl, message);
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err(bad(format!("storage URL {url:?} names no database file")));
+    }
+    let mut options = SqliteOptions::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "synchronous" => {
+                options.synchronous = if value.eq_ignore_ascii_case("full") {
+                    SqliteSynchronous::Full
+                } else if value.eq_ignore_ascii_case("normal") {
+                    SqliteSynchronous::Normal
+                } else {
+                    return Err(bad(format!(
+                        "sqlite URL parameter synchronous={value:?}: expected full (the default: \
+                         every commit synced) or normal (no sync per commit: checkpoints acked \
+                         since the last WAL sync can be lost on a machine crash)"
+                    )));
+                }
+            }
+            _ => {
+                return Err(bad(format!(
+                    "unknown sqlite URL parameter {name:?} (known: synchronous=full|normal)"
+                )));
+            }
+        }
+    }
+    Ok((path, options))
 }
 
 /// How often commits of one file shared a sync: counts since the file's committer was created
@@ -92,7 +167,8 @@ pub struct SqliteStorage {
 
 impl SqliteStorage {
     /// Opens (creating when missing) the database at `path`, switches it to WAL with
-    /// `synchronous=FULL`, and creates or migrates the schema. Refuses a database whose schema
+    /// `synchronous=FULL` ([`SqliteOptions::synchronous`] for `NORMAL`), and creates or
+    /// migrates the schema. Refuses a database whose schema
     /// is newer than this build understands. Commits are grouped with those of the other
     /// handles of this process on the same file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
@@ -116,7 +192,7 @@ impl SqliteStorage {
             let key = group::Key {
                 path: file_identity(path),
                 vfs: options.vfs.clone(),
-                synchronous_off: options.unsafe_synchronous_off,
+                synchronous: options.synchronous,
             };
             Some(group::Group::for_file(key, || connect(path, options))?)
         } else {
@@ -132,7 +208,8 @@ impl SqliteStorage {
     }
 }
 
-/// Opens one configured connection: busy timeout, WAL, and the sync mode.
+/// Opens one configured connection: busy timeout, WAL, and the sync mode (per connection, so
+/// handles of one file may differ; each mode has its own committer).
 fn connect(path: &Path, options: &SqliteOptions) -> anyhow::Result<Connection> {
     let conn = match &options.vfs {
         None => Connection::open(path),
@@ -146,12 +223,7 @@ fn connect(path: &Path, options: &SqliteOptions) -> anyhow::Result<Connection> {
         "SQLite database {} cannot use WAL mode (journal mode is {mode:?})",
         path.display()
     );
-    let synchronous = if options.unsafe_synchronous_off {
-        "OFF"
-    } else {
-        "FULL"
-    };
-    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
     Ok(conn)
 }
 
@@ -554,6 +626,73 @@ mod tests {
         let mut reader = first;
         for i in 0..writers {
             assert!(value_of(&mut reader, &format!("k{i}")).is_some());
+        }
+    }
+
+    #[test]
+    fn the_url_sets_the_sync_mode_and_refuses_what_it_does_not_know() {
+        use super::{SqliteSynchronous, parse_url};
+        use crate::storage::OpenErrorKind;
+        for (rest, path, mode) in [
+            ("/tmp/a.db", "/tmp/a.db", SqliteSynchronous::Full),
+            ("//tmp/a.db", "tmp/a.db", SqliteSynchronous::Full),
+            ("a.db?synchronous=normal", "a.db", SqliteSynchronous::Normal),
+            ("a.db?synchronous=NORMAL", "a.db", SqliteSynchronous::Normal),
+            ("a.db?synchronous=full", "a.db", SqliteSynchronous::Full),
+            ("a.db?", "a.db", SqliteSynchronous::Full),
+        ] {
+            let (parsed, options) = parse_url(&format!("sqlite:{rest}"), rest).expect(rest);
+            assert_eq!((parsed, options.synchronous), (path, mode), "{rest}");
+            assert!(options.group_commit, "{rest}");
+        }
+        for (rest, names) in [
+            ("a.db?synchronous=off", "synchronous=\"off\": expected full"),
+            ("a.db?synchronous=", "synchronous=\"\": expected full"),
+            ("a.db?synchronous", "synchronous=\"\": expected full"),
+            ("a.db?sync=normal", "unknown sqlite URL parameter \"sync\""),
+            ("?synchronous=normal", "names no database file"),
+        ] {
+            let err = parse_url(&format!("sqlite:{rest}"), rest).expect_err(rest);
+            assert_eq!(err.kind(), OpenErrorKind::BadUrl, "{rest}");
+            assert!(err.message().contains(names), "{rest}: {}", err.message());
+        }
+    }
+
+    #[test]
+    fn every_connection_of_a_handle_uses_its_sync_mode() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("store.db");
+        let pragma = |conn: &rusqlite::Connection| -> i64 {
+            conn.pragma_query_value(None, "synchronous", |row| row.get(0))
+                .expect("pragma")
+        };
+        // SQLite's numbers: 1 NORMAL, 2 FULL.
+        for (mode, number) in [
+            (super::SqliteSynchronous::Normal, 1),
+            (super::SqliteSynchronous::Full, 2),
+        ] {
+            for group_commit in [true, false] {
+                let options = SqliteOptions {
+                    group_commit,
+                    synchronous: mode,
+                    ..SqliteOptions::default()
+                };
+                let mut store = SqliteStorage::open_with(&path, &options).expect("open");
+                assert_eq!(pragma(&store.conn), number, "{mode:?}");
+                if let Some(group) = &store.group {
+                    assert_eq!(
+                        pragma(&group.conn.lock().expect("conn")),
+                        number,
+                        "{mode:?}"
+                    );
+                }
+                let key = format!("{mode:?}-{group_commit}");
+                assert!(matches!(
+                    store.commit(vec![put(&key, Some(0), b"v")]),
+                    Ok(CommitOutcome::Committed(_))
+                ));
+                assert!(value_of(&mut store, &key).is_some());
+            }
         }
     }
 

@@ -86,7 +86,7 @@ if _installed_version("wasmtime").split(".")[0] != WASMTIME_MAJOR:
 from wasmtime import _ffi as ffi  # noqa: E402
 from wasmtime.component import Component, Linker, ResultType, Variant  # noqa: E402
 
-from . import _cache, _speedups, _wit  # noqa: E402
+from . import _speedups, _wit  # noqa: E402
 from . import types as t
 from .errors import (
     CheckpointError,
@@ -545,13 +545,7 @@ class Runtime:
         *,
         max_memory_bytes: int = MAX_MEMORY_BYTES,
         call_deadline_s: float = CALL_DEADLINE_S,
-        cache_dir: str | os.PathLike[str] | None | bool = None,
     ) -> None:
-        """`cache_dir`: where compiled components are cached (`_cache`; **the cache is trusted
-        code**: an entry is machine code that runs as this program, so a directory anyone else
-        could write is refused). None: `$CKPT_CACHE_DIR`, else
-        `$XDG_CACHE_HOME/checkpoint-component`, else `~/.cache/checkpoint-component`;
-        False: no cache."""
         self.path = Path(path) if path is not None else default_component_path()
         #: Linear memory each instance may grow to; growth beyond it fails and the guest traps.
         self.max_memory_bytes = max_memory_bytes
@@ -574,26 +568,7 @@ class Runtime:
                 config.memory_init_cow = False
                 self.memory_creator.install(config)
             self.engine = wasmtime.Engine(config)
-            if cache_dir is False:
-                directory = None
-            elif cache_dir is None or cache_dir is True:
-                directory = _cache.default_cache_dir()
-            else:
-                directory = Path(cache_dir)
-            # What of this engine's configuration shapes compiled code, beyond wasmtime's
-            # version: part of the cache entry's name (wasmtime also refuses a mismatch).
-            settings = f"epoch_interruption=1 memory_creator={self.memory_creator is not None}"
-            loaded = _cache.load_component(
-                self.engine, self.path.read_bytes(), settings, directory
-            )
-            self.component = loaded.component
-            #: "cache" when the compiled component came from a verified cache entry, else
-            #: "compiled".
-            self.artifact_source = loaded.source
-            #: The cache entry read or written (None without a usable cache directory).
-            self.artifact_cache_path = loaded.path
-            #: Why the cache directory was refused (`_cache.ArtifactCacheError`), if it was.
-            self.artifact_cache_error = loaded.cache_error
+            self.component = Component.from_file(self.engine, str(self.path))
             self.linker = Linker(self.engine)
             # The checkpoint component imports no WASI; a component that does (a std build
             # with WASI imports, the hostile test guest) gets it with no authority at all: no

@@ -238,6 +238,61 @@ def lower_stage_state(state: Any, path: str = "state") -> Record | None:
     )
 
 
+def option_u64(value: Any, path: str) -> int | None:
+    """An `option<u64>`: None, or the int (wasmtime-py lowers it untagged)."""
+    return None if value is None else u64(value, path)
+
+
+def option_string(value: Any, path: str) -> str | None:
+    """An `option<string>`: None, or the str."""
+    return None if value is None else string(value, path)
+
+
+def lower_point(p: Any, path: str = "point") -> Record:
+    """A `resume-point` (what `codec.resume-point-label` takes)."""
+    p = _expect(p, t.ResumePoint, path)
+    return _record(
+        run_id=string(p.run_id, f"{path}.run-id"),
+        stage=string(p.stage, f"{path}.stage"),
+        sequence=u64(p.sequence, f"{path}.sequence"),
+        epoch=u64(p.epoch, f"{path}.epoch"),
+        watermark=lower_watermark(p.watermark, f"{path}.watermark"),
+    )
+
+
+def lower_reset_request(r: Any, path: str = "request") -> Record:
+    r = _expect(r, t.ResetRequest, path)
+    sources = []
+    for i, s in enumerate(sequence_of(r.sources, f"{path}.sources")):
+        sp = f"{path}.sources[{i}]"
+        s = _expect(s, t.SourcePosition, sp)
+        sources.append(
+            _record(
+                name=string(s.name, f"{sp}.name"),
+                sequence=u64(s.sequence, f"{sp}.sequence"),
+                watermark=lower_watermark(s.watermark, f"{sp}.watermark"),
+            )
+        )
+    return _record(
+        run_id=string(r.run_id, f"{path}.run-id"),
+        stage=string(r.stage, f"{path}.stage"),
+        watermark=lower_watermark(r.watermark, f"{path}.watermark"),
+        sources=sources,
+        state=lower_stage_state(r.state, f"{path}.state"),
+        epoch=option_u64(r.epoch, f"{path}.epoch"),
+        at_ms=u64(r.at_ms, f"{path}.at-ms"),
+    )
+
+
+def lower_history_request(r: Any, path: str = "request") -> Record:
+    r = _expect(r, t.HistoryRequest, path)
+    return _record(
+        after_sequence=u64(r.after_sequence, f"{path}.after-sequence"),
+        max_checkpoints=u32(r.max_checkpoints, f"{path}.max-checkpoints"),
+        max_bytes=u64(r.max_bytes, f"{path}.max-bytes"),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # lifting: component -> Python
 
@@ -378,6 +433,75 @@ def lift_changelog(r: Any) -> t.Changelog:
         ),
         overflow_count=_get(r, "overflow-count"),
         capacity=_get(r, "capacity"),
+    )
+
+
+def _option(value: Any) -> Any:
+    """An `option<T>` lifted untagged (None or the value), or tagged, should wasmtime-py ever
+    tag it."""
+    if isinstance(value, Variant):
+        return value.payload if value.tag == "some" else None
+    return value
+
+
+def lift_reset_origin(r: Any) -> t.ResetOrigin:
+    return t.ResetOrigin(
+        from_sequence=_get(r, "from-sequence"),
+        from_epoch=_get(r, "from-epoch"),
+        from_watermark=lift_watermark(_get(r, "from-watermark")),
+        savepoint=_option(_get(r, "savepoint")),
+    )
+
+
+def _lift_reset_origin_option(value: Any) -> t.ResetOrigin | None:
+    origin = _option(value)
+    return None if origin is None else lift_reset_origin(origin)
+
+
+def lift_reset_receipt(r: Any) -> t.ResetReceipt:
+    return t.ResetReceipt(
+        checkpoint=lift_checkpoint(_get(r, "checkpoint")),
+        version=_get(r, "version"),
+        pruned=_get(r, "pruned"),
+        origin=lift_reset_origin(_get(r, "origin")),
+    )
+
+
+def lift_history_page(r: Any) -> t.HistoryPage:
+    return t.HistoryPage(
+        entries=tuple(
+            t.HistoryEntry(
+                checkpoint=lift_checkpoint(_get(e, "checkpoint")),
+                encoded_bytes=_get(e, "encoded-bytes"),
+                reset=_lift_reset_origin_option(_get(e, "reset")),
+            )
+            for e in _get(r, "entries")
+        ),
+        next_after=_option(_get(r, "next-after")),
+    )
+
+
+def lift_savepoint(r: Any) -> t.SavepointInfo:
+    return t.SavepointInfo(
+        name=_get(r, "name"),
+        point=lift_point(_get(r, "point")),
+        at_ms=_get(r, "at-ms"),
+        encoded_bytes=_get(r, "encoded-bytes"),
+    )
+
+
+def lift_stage_summary(r: Any) -> t.StageSummary:
+    latest, damage = _option(_get(r, "latest")), _option(_get(r, "damage"))
+    return t.StageSummary(
+        run_id=_get(r, "run-id"),
+        stage=_get(r, "stage"),
+        latest=None if latest is None else lift_point(latest),
+        at_ms=_get(r, "at-ms"),
+        encoded_bytes=_get(r, "encoded-bytes"),
+        reset=_lift_reset_origin_option(_get(r, "reset")),
+        damage=None if damage is None else lift_corruption(damage),
+        retained=_get(r, "retained"),
+        savepoints=_get(r, "savepoints"),
     )
 
 

@@ -116,14 +116,138 @@ class Checkpointer:
         )
 
     def history(self, run_id: str, stage: str) -> list[t.Checkpoint]:
-        """The retained checkpoints of (run_id, stage), oldest first; empty when none."""
+        """The retained checkpoints of (run_id, stage), oldest first, ending with the latest;
+        empty when none. `Corrupt` when one of them is damaged. All in one answer: beyond the
+        largest answer the checkpointer serves (a quarter of its memory limit) it raises
+        `InvalidInput` (field `history`): read them with `history_entries` or `history_page`.
+        Never writes."""
         return _wit.lift_checkpoints(
             self._call("[method]checkpointer.history", *_ids(run_id, stage))
         )
 
+    def history_page(self, run_id: str, stage: str, request: t.HistoryRequest) -> t.HistoryPage:
+        """One page of the retained checkpoints of (run_id, stage), oldest first: those after
+        `request.after_sequence`, at most `request.max_checkpoints` (at least 1, else
+        `InvalidInput`) and `request.max_bytes` (0: the largest page served). The last page ends
+        with the latest and has `next_after` None; else ask again from `next_after`. Each entry
+        says which checkpoint was a reset, and from where. Never writes."""
+        lowered = _wit.lower_history_request(request)
+        return _wit.lift_history_page(
+            self._call("[method]checkpointer.history-page", *_ids(run_id, stage), lowered)
+        )
+
+    def history_entries(self, run_id: str, stage: str) -> list[t.HistoryEntry]:
+        """Every retained checkpoint of (run_id, stage) with what is stored beside it, oldest
+        first, read page by page (as the Rust host's `history_entries`), so a history larger
+        than one answer is read all the same. Each page reads the latest again, so a writer
+        committing meanwhile may add its checkpoints to the end. Never writes."""
+        run_id, stage = _ids(run_id, stage)
+        request = t.HistoryRequest(max_checkpoints=_wit.U32_MAX)
+        entries: list[t.HistoryEntry] = []
+        while True:
+            page = self.history_page(run_id, stage, request)
+            entries.extend(page.entries)
+            if page.next_after is None:
+                return entries
+            request = t.HistoryRequest(after_sequence=page.next_after, max_checkpoints=_wit.U32_MAX)
+
+    def get_at(self, run_id: str, stage: str, sequence: int) -> t.Checkpoint:
+        """The retained checkpoint of (run_id, stage) with `sequence` (the latest included,
+        even when its retained copy is gone). `NotFound` when that sequence is not retained;
+        `Corrupt` when its bytes are damaged. Never writes."""
+        return _wit.lift_checkpoint(
+            self._call(
+                "[method]checkpointer.get-at",
+                *_ids(run_id, stage),
+                _wit.u64(sequence, "sequence"),
+            )
+        )
+
+    def reset(self, request: t.ResetRequest) -> t.ResetReceipt:
+        """Moves (run-id, stage) to `request.watermark`, backwards or forwards, and takes the
+        stage over: the reset checkpoint has the next sequence and an epoch above the stored one,
+        so every writer of an older epoch is `Fenced` from then on. One conditional commit;
+        retention prunes as a write does, savepoints are never touched, nothing is acked.
+        `InvalidInput` (field `epoch`) for an epoch not above the stored one; `Corrupt` when the
+        stored latest is damaged (restore or delete it first); `Conflict` when a writer committed
+        meanwhile (retry)."""
+        return _wit.lift_reset_receipt(
+            self._call("[method]checkpointer.reset", _wit.lower_reset_request(request))
+        )
+
+    def create_savepoint(
+        self, run_id: str, stage: str, name: str, sequence: int | None = None
+    ) -> t.SavepointInfo:
+        """Pins a checkpoint of (run_id, stage) under `name` (1 to 128 bytes): the latest, or the
+        retained one with `sequence`. Retention, writes, resets and `delete` never remove it.
+        Creating the same savepoint again is harmless; another checkpoint under a taken name is
+        `InvalidInput` (field `name`). `NotFound` when the stage (or that sequence) is not
+        stored."""
+        return _wit.lift_savepoint(
+            self._call(
+                "[method]checkpointer.create-savepoint",
+                *_ids(run_id, stage),
+                _wit.string(name, "name"),
+                _wit.option_u64(sequence, "sequence"),
+            )
+        )
+
+    def list_savepoints(self, run_id: str, stage: str) -> list[t.SavepointInfo]:
+        """The savepoints of (run_id, stage), by name. `Corrupt` when one is damaged."""
+        return [
+            _wit.lift_savepoint(r)
+            for r in self._call("[method]checkpointer.list-savepoints", *_ids(run_id, stage))
+        ]
+
+    def get_savepoint(self, run_id: str, stage: str, name: str) -> t.Checkpoint:
+        """The checkpoint the savepoint `name` pins; `NotFound` when there is none."""
+        return _wit.lift_checkpoint(
+            self._call(
+                "[method]checkpointer.get-savepoint",
+                *_ids(run_id, stage),
+                _wit.string(name, "name"),
+            )
+        )
+
+    def restore_savepoint(
+        self, run_id: str, stage: str, name: str, *, at_ms: int, epoch: int | None = None
+    ) -> t.ResetReceipt:
+        """Resets (run_id, stage) to the savepoint `name`: its watermark, sources, sinks and
+        operator states, as `reset` does (same fencing and errors; `epoch` None: the stored one
+        + 1), recording the savepoint's name in the reset's origin. `at_ms` becomes the reset
+        checkpoint's `at_ms`."""
+        return _wit.lift_reset_receipt(
+            self._call(
+                "[method]checkpointer.restore-savepoint",
+                *_ids(run_id, stage),
+                _wit.string(name, "name"),
+                _wit.option_u64(epoch, "epoch"),
+                _wit.u64(at_ms, "at-ms"),
+            )
+        )
+
+    def delete_savepoint(self, run_id: str, stage: str, name: str) -> bool:
+        """Removes the savepoint `name`; True when it existed (False: nothing to do, safe to
+        repeat)."""
+        return self._call(
+            "[method]checkpointer.delete-savepoint", *_ids(run_id, stage), _wit.string(name, "name")
+        )
+
+    def list_stages(self, run_id: str | None = None) -> list[t.StageSummary]:
+        """Every stage stored in this namespace (of one run, when given), ordered by run and
+        stage, with its latest position. A damaged latest is reported in its summary
+        (`damage`), not raised, so that an operator sees every stage. Never writes."""
+        return [
+            _wit.lift_stage_summary(r)
+            for r in self._call(
+                "[method]checkpointer.list-stages", _wit.option_string(run_id, "run-id")
+            )
+        ]
+
     def delete(self, run_id: str, stage: str) -> int:
         """Removes every checkpoint of (run_id, stage) in one commit; returns how many entries
-        were removed. Also forgets the stage's epoch: only delete a stage no writer uses."""
+        were removed. Also forgets the stage's epoch: only delete a stage no writer uses (to move
+        a live stage, `reset` it). Savepoints are kept: remove them with `delete_savepoint`."""
         return self._call("[method]checkpointer.delete", *_ids(run_id, stage))
 
     def open_driver(self, options: t.DriverOptions) -> "Driver":
@@ -318,6 +442,23 @@ class Codec:
         except ValueError as e:
             raise InvalidInput("error", str(e)) from None
         return self._call("describe", value)
+
+    def watermark_label(self, watermark: t.Watermark) -> str:
+        """One stable line about a watermark (FORMAT.md "Labels"), the same in every host:
+        `offset 42, event time 2024-12-03T15:16:23.000Z` (milliseconds outside years 0 to
+        9999)."""
+        return self._call("watermark-label", _wit.lower_watermark(watermark, "watermark"))
+
+    def checkpoint_label(self, checkpoint: t.Checkpoint) -> str:
+        """One stable line about a checkpoint: run and stage quoted (escaped like JSON strings),
+        sequence, epoch, watermark, the counts of sources, sinks and operator states, and the
+        encoded size."""
+        return self._call("checkpoint-label", _wit.lower_checkpoint(checkpoint))
+
+    def resume_point_label(self, point: t.ResumePoint) -> str:
+        """One stable line about a resume point: where the stage restarts and from which
+        checkpoint, or that it starts fresh (sequence 0)."""
+        return self._call("resume-point-label", _wit.lower_point(point))
 
 
 __all__ = ["Checkpointer", "Codec", "ComponentFailure", "Driver"]

@@ -400,6 +400,130 @@ class Changelog:
 
 
 # --------------------------------------------------------------------------------------------
+# interface checkpointer: operator tools (reset, savepoints, paged history, stage listing)
+
+
+@dataclass(frozen=True)
+class ResetOrigin:
+    """Where a reset moved a stage from. Stored beside the reset checkpoint (not part of it:
+    `get` and `Codec.encode` leave it out), so the history says which checkpoint was a reset."""
+
+    from_sequence: int
+    """Sequence of the latest before the reset; 0 when nothing was stored."""
+    from_epoch: int
+    """Epoch of the latest before the reset (the owner the reset fenced); 0 when nothing was
+    stored."""
+    from_watermark: Watermark
+    """Watermark of the latest before the reset."""
+    savepoint: str | None = None
+    """The savepoint the reset restored; `None` for a reset to a given position."""
+
+
+@dataclass(frozen=True)
+class ResetRequest:
+    """A deliberate move of a stage's position, backwards or forwards (`Checkpointer.reset`).
+
+    Required: `run_id`, `stage`, `watermark` (positional in that order, or by name) and `at_ms`
+    (the reset checkpoint's `at_ms`). Optional, by name only: `sources` (the named inputs'
+    positions, replacing the stored ones; default empty), `state` (`None`, the default, keeps
+    the stored latest's sinks and operator states) and `epoch` (`None`, the default: the stored
+    epoch + 1; else above the stored one)."""
+
+    run_id: str
+    stage: str
+    watermark: Watermark
+    """The position to resume from (every field may go backwards)."""
+    sources: tuple[SourcePosition, ...] = field(default=(), kw_only=True)
+    state: StageState | None = field(default=None, kw_only=True)
+    epoch: int | None = field(default=None, kw_only=True)
+    at_ms: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sources, tuple):
+            object.__setattr__(self, "sources", tuple(self.sources))
+
+
+@dataclass(frozen=True)
+class ResetReceipt:
+    """What a reset did: the reset checkpoint (now the durable latest), the storage version of
+    the latest after it, how many retained copies it pruned, and where the stage was before."""
+
+    checkpoint: Checkpoint
+    version: int
+    pruned: int
+    origin: ResetOrigin
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    """A page of a stage's history (`Checkpointer.history_page`).
+
+    Required: `max_checkpoints` (at least 1; positional, or by name). Optional, by name only:
+    `after_sequence` (start after this sequence; default 0, from the oldest retained) and
+    `max_bytes` (at most this many encoded bytes, a page holds at least one checkpoint; default
+    0: the largest page the checkpointer serves, a quarter of its memory limit)."""
+
+    after_sequence: int = field(default=0, kw_only=True)
+    max_checkpoints: int
+    max_bytes: int = field(default=0, kw_only=True)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One retained checkpoint with what is stored beside it."""
+
+    checkpoint: Checkpoint
+    encoded_bytes: int
+    """Its encoded size in bytes (as `Codec.encode` gives it)."""
+    reset: ResetOrigin | None = None
+    """Set when this checkpoint is a reset: where the stage was before."""
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of history, oldest first; the last page ends with the latest."""
+
+    entries: tuple[HistoryEntry, ...]
+    next_after: int | None = None
+    """Ask again with `after_sequence` set to this for the next page; `None` on the last."""
+
+
+@dataclass(frozen=True)
+class SavepointInfo:
+    """A named, pinned copy of one checkpoint of a stage: retention, writes, resets and `delete`
+    never remove it; only `delete_savepoint` does."""
+
+    name: str
+    point: ResumePoint
+    """The pinned checkpoint's position."""
+    at_ms: int
+    encoded_bytes: int
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """What is stored for one stage (`Checkpointer.list_stages`)."""
+
+    run_id: str
+    stage: str
+    latest: ResumePoint | None
+    """The latest's position; `None` when the stage holds only savepoints, or its latest is
+    damaged (`damage`)."""
+    at_ms: int
+    """The latest's `at_ms`; 0 when `latest` is `None`."""
+    encoded_bytes: int
+    """The latest's encoded size; 0 when `latest` is `None`."""
+    reset: ResetOrigin | None
+    """Set when the latest is a reset."""
+    damage: Corruption | None
+    """Set when the latest is damaged: `resume_point` will fall back or fail."""
+    retained: int
+    """How many retained copies are stored."""
+    savepoints: int
+    """How many savepoints are stored."""
+
+
+# --------------------------------------------------------------------------------------------
 # interface storage (what a Storage implementation receives and returns)
 
 

@@ -33,6 +33,16 @@ const COMPONENT_OPS: &[&str] = &[
     "cursor",
     "resumed-from",
     "recovered-acks",
+    "get-at",
+    "history-page",
+    "history-entries",
+    "reset",
+    "create-savepoint",
+    "list-savepoints",
+    "get-savepoint",
+    "restore-savepoint",
+    "delete-savepoint",
+    "list-stages",
 ];
 
 /// Ops on the stateless codec: they record their result only.
@@ -42,6 +52,9 @@ const CODEC_OPS: &[&str] = &[
     "validate",
     "chain-signature",
     "resume-point-for-stage",
+    "watermark-label",
+    "checkpoint-label",
+    "resume-point-label",
 ];
 
 /// The fields each op takes besides the common ones.
@@ -49,7 +62,18 @@ fn op_fields(op: &str) -> Option<&'static [&'static str]> {
     Some(match op {
         "open" => &["options"],
         "write" => &["checkpoint", "batch"],
-        "get" | "resume-point" | "history" | "delete" | "recover-acks" => &["run-id", "stage"],
+        "get" | "resume-point" | "history" | "delete" | "recover-acks" | "history-entries"
+        | "list-savepoints" => &["run-id", "stage"],
+        "get-at" => &["run-id", "stage", "sequence"],
+        "history-page" => &["run-id", "stage", "request"],
+        "reset" => &["request"],
+        "create-savepoint" => &["run-id", "stage", "name", "sequence"],
+        "get-savepoint" | "delete-savepoint" => &["run-id", "stage", "name"],
+        "restore-savepoint" => &["run-id", "stage", "name", "epoch", "at-ms"],
+        "list-stages" => &["run-id"],
+        "watermark-label" => &["watermark"],
+        "checkpoint-label" => &["checkpoint"],
+        "resume-point-label" => &["point"],
         "open-driver" => &["driver"],
         "record-processed" => &["message", "now-ms"],
         "record-processed-batch" => &["messages", "now-ms"],
@@ -316,11 +340,13 @@ impl Context<'_> {
             Some(v @ Value::String(_)) => Ok(v.clone()),
             Some(v) => Err(format!("`{name}` must be a string, not {v}")),
         };
-        let now = || {
-            o.get("now-ms")
+        let now_of = |name: &str| {
+            o.get(name)
                 .map_or(Ok(0), |v| int::<u64>(v, "u64"))
                 .map(dec)
+                .map_err(|e| format!("`{name}`: {e}"))
         };
+        let now = || now_of("now-ms");
         let checkpoints = || {
             wit::list(o, "checkpoints", |c| {
                 wit::checkpoint(c).map(|c| wit::checkpoint_json(&c))
@@ -331,7 +357,7 @@ impl Context<'_> {
                 "options",
                 wit::options_json(&wit::options(o.get("options"))?),
             ),
-            "write" | "encode" | "validate" => {
+            "write" | "encode" | "validate" | "checkpoint-label" => {
                 put(
                     "checkpoint",
                     wit::checkpoint_json(&wit::checkpoint(field("checkpoint")?)?),
@@ -340,10 +366,67 @@ impl Context<'_> {
                     put("batch", json!(batch(o)?));
                 }
             }
-            "get" | "resume-point" | "history" | "delete" | "recover-acks" => {
+            "get" | "resume-point" | "history" | "delete" | "recover-acks" | "history-entries"
+            | "list-savepoints" | "get-at" | "history-page" | "create-savepoint"
+            | "get-savepoint" | "delete-savepoint" | "restore-savepoint" => {
                 put("run-id", text("run-id", "run")?);
                 put("stage", text("stage", "stage")?);
+                let u64_of = |name: &str| {
+                    wit::option_int::<u64>(o.get(name), "u64")
+                        .map(|n| n.map_or(Value::Null, dec))
+                        .map_err(|e| format!("`{name}`: {e}"))
+                };
+                match op {
+                    "get-at" => put(
+                        "sequence",
+                        dec(int::<u64>(field("sequence")?, "u64")
+                            .map_err(|e| format!("`sequence`: {e}"))?),
+                    ),
+                    "history-page" => put(
+                        "request",
+                        wit::history_request_json(
+                            &wit::history_request(field("request")?)
+                                .map_err(|e| format!("`request`: {e}"))?,
+                        ),
+                    ),
+                    "create-savepoint" | "get-savepoint" | "delete-savepoint"
+                    | "restore-savepoint" => {
+                        put("name", json!(wit::string(field("name")?)?));
+                        if op == "create-savepoint" {
+                            put("sequence", u64_of("sequence")?);
+                        }
+                        if op == "restore-savepoint" {
+                            put("epoch", u64_of("epoch")?);
+                            put("at-ms", now_of("at-ms")?);
+                        }
+                    }
+                    _ => {}
+                }
             }
+            "reset" => put(
+                "request",
+                wit::reset_request_json(
+                    &wit::reset_request(o.get("request")).map_err(|e| format!("`request`: {e}"))?,
+                ),
+            ),
+            "list-stages" => put(
+                "run-id",
+                json!(wit::option_string(o.get("run-id")).map_err(|e| format!("`run-id`: {e}"))?),
+            ),
+            "watermark-label" => put(
+                "watermark",
+                wit::watermark_json(
+                    &wit::watermark(Some(field("watermark")?))
+                        .map_err(|e| format!("`watermark`: {e}"))?,
+                ),
+            ),
+            "resume-point-label" => put(
+                "point",
+                wit::point_json(
+                    &wit::resume_point(Some(field("point")?))
+                        .map_err(|e| format!("`point`: {e}"))?,
+                ),
+            ),
             "open-driver" => put(
                 "driver",
                 wit::driver_options_json(&wit::driver_options(o.get("driver"))?),

@@ -165,6 +165,87 @@ fn source_driver_ops_get_explicit_inputs() {
 }
 
 #[test]
+fn operator_tool_ops_get_explicit_inputs() {
+    let case = one_case(json!([
+        {"op": "reset", "request": {"watermark": {"offset": 5}, "epoch": 3,
+            "sources": [{"name": "p0"}], "state": {"sinks": [{"name": "out"}]}}},
+        {"op": "reset"},
+        {"op": "history-page", "stage": "s", "request": {"max-checkpoints": 2}},
+        {"op": "get-at", "sequence": 4},
+        {"op": "create-savepoint", "name": "keep"},
+        {"op": "restore-savepoint", "name": "keep", "epoch": 7},
+        {"op": "list-stages"},
+        {"op": "list-stages", "run-id": "r1"},
+        {"op": "watermark-label", "watermark": {"event-time-ms": -1}},
+        {"op": "resume-point-label", "point": {"sequence": 2}},
+        {"op": "history-entries"},
+    ]));
+    let s = &case["steps"];
+    let zero = json!({"offset": "0", "event-time-ms": "0"});
+    assert_eq!(
+        s[0]["request"],
+        json!({"run-id": "run", "stage": "stage", "watermark": {"offset": "5", "event-time-ms": "0"},
+            "sources": [{"name": "p0", "sequence": "0", "watermark": zero}],
+            "state": {"sinks": [{"name": "out", "position": "0"}], "operator-states": []},
+            "epoch": "3", "at-ms": "0"})
+    );
+    assert_eq!(
+        (&s[1]["request"]["state"], &s[1]["request"]["epoch"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(
+        s[2]["request"],
+        json!({"after-sequence": "0", "max-checkpoints": "2", "max-bytes": "0"})
+    );
+    assert_eq!(
+        (&s[2]["run-id"], &s[2]["stage"]),
+        (&json!("run"), &json!("s"))
+    );
+    assert_eq!(s[3]["sequence"], json!("4"));
+    assert_eq!(
+        (&s[4]["name"], &s[4]["sequence"]),
+        (&json!("keep"), &Value::Null)
+    );
+    assert_eq!((&s[5]["epoch"], &s[5]["at-ms"]), (&json!("7"), &json!("0")));
+    assert_eq!(s[5]["record"], json!(["result", "calls"]));
+    assert_eq!(
+        s[6]["run-id"],
+        Value::Null,
+        "list-stages has no run default"
+    );
+    assert_eq!(s[7]["run-id"], json!("r1"));
+    assert_eq!(
+        s[8]["watermark"],
+        json!({"offset": "0", "event-time-ms": "-1"})
+    );
+    assert_eq!(s[8]["record"], json!(["result"]), "labels are codec ops");
+    assert_eq!(
+        s[9]["point"],
+        json!({"run-id": "run", "stage": "stage", "sequence": "2", "epoch": "0", "watermark": zero})
+    );
+    assert_eq!(s[10]["record"], json!(["result", "calls"]));
+}
+
+#[test]
+fn operator_tool_ops_refuse_missing_and_unknown_fields() {
+    let step = |s: Value| errors(json!([{"name": "c", "steps": [s]}]));
+    assert!(step(json!({"op": "history-page"})).contains("`request` is required"));
+    assert!(
+        step(json!({"op": "history-page", "request": {"after-sequence": 1}}))
+            .contains("`max-checkpoints` is required")
+    );
+    assert!(step(json!({"op": "get-at"})).contains("`sequence` is required"));
+    assert!(step(json!({"op": "delete-savepoint"})).contains("`name` is required"));
+    assert!(step(json!({"op": "reset", "request": {"epoc": 1}})).contains("unknown field `epoc`"));
+    assert!(step(json!({"op": "list-stages", "stage": "s"})).contains("unknown field `stage`"));
+    assert!(
+        step(json!({"op": "watermark-label", "watermark": {}, "storage": []}))
+            .contains("unknown field `storage`"),
+        "labels make no storage call"
+    );
+}
+
+#[test]
 fn put_raw_checkpoints_are_encoded_with_the_components_codec() {
     let case = one_case(json!([{"op": "put-raw", "key": "k", "checkpoint": {"sequence": 3}}]));
     let encoded = checkpoint_guest::codec::encode(

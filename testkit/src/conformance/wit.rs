@@ -11,9 +11,10 @@
 
 use checkpoint_guest::model::{
     AckOutcome, Admission, BatchProgress, ChangeKind, Changelog, Checkpoint, Completion,
-    Corruption, DriverOptions, Error, Message, OperatorState, Options, OverflowPolicy, Policy,
-    ProcessedMessage, Progress, Receipt, Resume, ResumeOrigin, ResumePoint, SinkPosition,
-    SourcePosition, StageState, Watermark,
+    Corruption, DriverOptions, Error, HistoryEntry, HistoryPage, HistoryRequest, Message,
+    OperatorState, Options, OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt,
+    ResetOrigin, ResetReceipt, ResetRequest, Resume, ResumeOrigin, ResumePoint, SavepointInfo,
+    SinkPosition, SourcePosition, StageState, StageSummary, Watermark,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -202,14 +203,7 @@ pub fn checkpoint(v: &Value) -> Res<Checkpoint> {
         sequence: num(o, "sequence", None, "u64")?,
         epoch: num(o, "epoch", Some(1), "u64")?,
         watermark: nested(o, "watermark", watermark)?,
-        sources: list(o, "sources", |s| {
-            let s = object(s, "a source-position", &["name", "sequence", "watermark"])?;
-            Ok(SourcePosition {
-                name: text(s, "name", "")?,
-                sequence: num(s, "sequence", Some(0), "u64")?,
-                watermark: nested(s, "watermark", watermark)?,
-            })
-        })?,
+        sources: list(o, "sources", source_position)?,
         sinks: list(o, "sinks", sink)?,
         operator_states: list(o, "operator-states", operator_state)?,
         idempotency_key: text(o, "idempotency-key", "")?,
@@ -338,6 +332,93 @@ pub fn source_message(v: &Value) -> Res<Message> {
     })
 }
 
+/// A `source-position`; defaults `""`, sequence 0, watermark as [`watermark`].
+fn source_position(v: &Value) -> Res<SourcePosition> {
+    let s = object(v, "a source-position", &["name", "sequence", "watermark"])?;
+    Ok(SourcePosition {
+        name: text(s, "name", "")?,
+        sequence: num(s, "sequence", Some(0), "u64")?,
+        watermark: nested(s, "watermark", watermark)?,
+    })
+}
+
+/// An optional integer: absent or `null` is none.
+pub fn option_int<T: TryFrom<i128>>(v: Option<&Value>, ty: &str) -> Res<Option<T>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => int(v, ty).map(Some),
+    }
+}
+
+/// An optional string: absent or `null` is none.
+pub fn option_string(v: Option<&Value>) -> Res<Option<String>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => string(v).map(Some),
+    }
+}
+
+/// A `reset-request`; defaults `run`, `stage`, watermark as [`watermark`], no sources, state
+/// none (keep the stored one), epoch none (the stored one + 1), at-ms 0.
+pub fn reset_request(v: Option<&Value>) -> Res<ResetRequest> {
+    let empty = json!({});
+    let o = object(
+        v.unwrap_or(&empty),
+        "a reset-request",
+        &[
+            "run-id",
+            "stage",
+            "watermark",
+            "sources",
+            "state",
+            "epoch",
+            "at-ms",
+        ],
+    )?;
+    Ok(ResetRequest {
+        run_id: text(o, "run-id", "run")?,
+        stage: text(o, "stage", "stage")?,
+        watermark: nested(o, "watermark", watermark)?,
+        sources: list(o, "sources", source_position)?,
+        state: nested(o, "state", stage_state_option)?,
+        epoch: nested(o, "epoch", |v| option_int(v, "u64"))?,
+        at_ms: num(o, "at-ms", Some(0), "u64")?,
+    })
+}
+
+/// A `history-request`; defaults after-sequence 0 and max-bytes 0; `max-checkpoints` is
+/// required (0 is a request the component refuses, which a case may want to show).
+pub fn history_request(v: &Value) -> Res<HistoryRequest> {
+    let o = object(
+        v,
+        "a history-request",
+        &["after-sequence", "max-checkpoints", "max-bytes"],
+    )?;
+    Ok(HistoryRequest {
+        after_sequence: num(o, "after-sequence", Some(0), "u64")?,
+        max_checkpoints: num(o, "max-checkpoints", None, "u32")?,
+        max_bytes: num(o, "max-bytes", Some(0), "u64")?,
+    })
+}
+
+/// A `resume-point` (what `resume-point-label` takes); defaults `run`, `stage`, sequence 0,
+/// epoch 0, watermark as [`watermark`].
+pub fn resume_point(v: Option<&Value>) -> Res<ResumePoint> {
+    let empty = json!({});
+    let o = object(
+        v.unwrap_or(&empty),
+        "a resume-point",
+        &["run-id", "stage", "sequence", "epoch", "watermark"],
+    )?;
+    Ok(ResumePoint {
+        run_id: text(o, "run-id", "run")?,
+        stage: text(o, "stage", "stage")?,
+        sequence: num(o, "sequence", Some(0), "u64")?,
+        epoch: num(o, "epoch", Some(0), "u64")?,
+        watermark: nested(o, "watermark", watermark)?,
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Values -> explicit WIT JSON
 
@@ -367,8 +448,7 @@ pub fn checkpoint_json(c: &Checkpoint) -> Value {
     json!({
         "run-id": c.run_id, "stage": c.stage, "sequence": dec(c.sequence), "epoch": dec(c.epoch),
         "watermark": watermark_json(&c.watermark),
-        "sources": c.sources.iter().map(|s| json!({"name": s.name, "sequence": dec(s.sequence),
-            "watermark": watermark_json(&s.watermark)})).collect::<Vec<_>>(),
+        "sources": c.sources.iter().map(source_json).collect::<Vec<_>>(),
         "sinks": c.sinks.iter().map(|s| json!({"name": s.name, "position": dec(s.position)}))
             .collect::<Vec<_>>(),
         "operator-states": c.operator_states.iter()
@@ -502,6 +582,64 @@ pub fn changelog_json(c: &Changelog) -> Value {
         })
         .collect();
     json!({"events": events, "overflow-count": dec(c.overflow_count), "capacity": dec(c.capacity)})
+}
+
+/// `source-position`.
+fn source_json(s: &SourcePosition) -> Value {
+    json!({"name": s.name, "sequence": dec(s.sequence), "watermark": watermark_json(&s.watermark)})
+}
+
+/// `reset-request`; a none is `null`.
+pub fn reset_request_json(r: &ResetRequest) -> Value {
+    json!({"run-id": r.run_id, "stage": r.stage, "watermark": watermark_json(&r.watermark),
+        "sources": r.sources.iter().map(source_json).collect::<Vec<_>>(),
+        "state": r.state.as_ref().map(stage_state_json), "epoch": r.epoch.map(dec),
+        "at-ms": dec(r.at_ms)})
+}
+
+/// `history-request`.
+pub fn history_request_json(r: &HistoryRequest) -> Value {
+    json!({"after-sequence": dec(r.after_sequence), "max-checkpoints": dec(r.max_checkpoints),
+        "max-bytes": dec(r.max_bytes)})
+}
+
+/// `reset-origin`; no savepoint is `null`.
+pub fn reset_origin_json(r: &ResetOrigin) -> Value {
+    json!({"from-sequence": dec(r.from_sequence), "from-epoch": dec(r.from_epoch),
+        "from-watermark": watermark_json(&r.from_watermark), "savepoint": r.savepoint})
+}
+
+/// `reset-receipt`.
+pub fn reset_receipt_json(r: &ResetReceipt) -> Value {
+    json!({"checkpoint": checkpoint_json(&r.checkpoint), "version": dec(r.version),
+        "pruned": dec(r.pruned), "origin": reset_origin_json(&r.origin)})
+}
+
+/// `history-entry`.
+pub fn history_entry_json(e: &HistoryEntry) -> Value {
+    json!({"checkpoint": checkpoint_json(&e.checkpoint), "encoded-bytes": dec(e.encoded_bytes),
+        "reset": e.reset.as_ref().map(reset_origin_json)})
+}
+
+/// `history-page`; no next page is `null`.
+pub fn history_page_json(p: &HistoryPage) -> Value {
+    json!({"entries": p.entries.iter().map(history_entry_json).collect::<Vec<_>>(),
+        "next-after": p.next_after.map(dec)})
+}
+
+/// `savepoint-info`.
+pub fn savepoint_json(s: &SavepointInfo) -> Value {
+    json!({"name": s.name, "point": point_json(&s.point), "at-ms": dec(s.at_ms),
+        "encoded-bytes": dec(s.encoded_bytes)})
+}
+
+/// `stage-summary`; each none is `null`.
+pub fn stage_summary_json(s: &StageSummary) -> Value {
+    json!({"run-id": s.run_id, "stage": s.stage, "latest": s.latest.as_ref().map(point_json),
+        "at-ms": dec(s.at_ms), "encoded-bytes": dec(s.encoded_bytes),
+        "reset": s.reset.as_ref().map(reset_origin_json),
+        "damage": s.damage.as_ref().map(corruption_json),
+        "retained": dec(s.retained), "savepoints": dec(s.savepoints)})
 }
 
 /// `error`, with its message texts.

@@ -25,7 +25,9 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{GroupCommitStats, VersionCounter, apply_batch, commit_alone, storage_error};
+use super::{
+    GroupCommitStats, SqliteSynchronous, VersionCounter, apply_batch, commit_alone, storage_error,
+};
 use crate::storage::{CommitOutcome, StorageError, Write, WriteOp};
 
 /// At most this many batches go into one transaction, so that one sync never waits for an
@@ -40,7 +42,7 @@ const MAX_GROUP_BYTES: usize = 64 << 20;
 pub(super) struct Key {
     pub(super) path: PathBuf,
     pub(super) vfs: Option<String>,
-    pub(super) synchronous_off: bool,
+    pub(super) synchronous: SqliteSynchronous,
 }
 
 /// The live committers of this process, by file. Entries of dropped committers are removed
@@ -56,7 +58,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The committer of one file: its writing connection and the queue of waiting batches.
 pub(super) struct Group {
     /// Only the leader uses it; the lock is never contended, it only makes the type `Sync`.
-    conn: Mutex<Connection>,
+    pub(super) conn: Mutex<Connection>,
     queue: Mutex<Queue>,
     commits: AtomicU64,
     groups: AtomicU64,
