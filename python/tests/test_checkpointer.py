@@ -525,12 +525,12 @@ def test_options_a_sandbox_cannot_serve_are_invalid_at_open() -> None:
 
 def test_a_trap_poisons_only_its_own_checkpointer() -> None:
     # Stored data larger than this checkpointer's options allow (written by one with a larger
-    # limit) is the one thing its options do not bound: reading it in a 3 MiB sandbox traps.
+    # limit) is the one thing its options do not bound: reading 8 MiB in a 12 MiB sandbox traps.
     store = DictStorage()
-    roomy = Options(namespace="test", max_retained=3, max_checkpoint_bytes=4 << 20)
-    big = cp(1, operator_states=[OperatorState("s", b"x" * (2 << 20))])
+    roomy = Options(namespace="test", max_retained=3, max_checkpoint_bytes=9 << 20)
+    big = cp(1, operator_states=[OperatorState("s", b"x" * (8 << 20))])
     assert open_on(store, options=roomy).write(big).sequence == 1
-    tight = Runtime(max_memory_bytes=3 << 20)
+    tight = Runtime(max_memory_bytes=12 << 20)
     checkpointer = Checkpointer.open(store, None, OPTIONS, runtime=tight)
     with pytest.raises(ComponentFailure, match="wasm trap|memory"):
         checkpointer.get("run", "stage")
