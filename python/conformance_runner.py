@@ -157,6 +157,7 @@ class Player:
         self.script, self.acks, self.recording = FaultScript(), AckScript(), RecordingConsumer()
         self.codec = Codec()
         self.handle: Checkpointer | Driver | None = None
+        self.exported: t.StageExport | None = None  # the case's last successful export-stage
         try:  # a case whose options are invalid starts with no checkpointer; its first step says so
             self.handle = self.connect(self.options)
         except CheckpointError:
@@ -256,6 +257,16 @@ class Player:
             raise
         return {"resumed-from": self.handle.resumed_from()}
 
+    def export_stage(self, s: dict[str, Any]) -> t.StageExport:
+        exported = self.checkpointer().export_stage(s["run-id"], s["stage"])
+        self.exported = exported  # kept across `open` and `crash` steps, for `import-stage`
+        return exported
+
+    def import_stage(self, s: dict[str, Any]) -> t.ImportReceipt:
+        if self.exported is None:
+            raise RunnerError("import-stage: no successful export-stage earlier in this case")
+        return self.checkpointer().import_stage(self.exported, s["replace-older"], s["dry-run"])
+
     def corrupt(self, s: dict[str, Any]) -> None:
         found = self.raw(s["key"])
         if found is None:
@@ -308,6 +319,8 @@ OPS: dict[str, Callable[[Player, Step], Any]] = {
         s["run-id"], s["stage"], s["name"]
     ),
     "list-stages": lambda p, s: p.checkpointer().list_stages(s["run-id"]),
+    "export-stage": Player.export_stage,
+    "import-stage": Player.import_stage,
     "open-driver": Player.open_driver,
     "record-processed": lambda p, s: p.driver().record_processed(
         msg(s["message"]), int(s["now-ms"])

@@ -1,10 +1,12 @@
 //! `ckpt copy`: moves a namespace from one store to another (the embedded SQLite file to a
 //! shared PostgreSQL or Redis) byte for byte, then proves the copy with the component.
 //!
-//! The values are copied as stored (checkpoint, stored ack ids and reset record alike), so
-//! epochs, history and savepoints arrive unchanged. Each stage is one conditional commit on the
-//! target: a stage is never half copied, and a writer that touches it meanwhile makes the
-//! commit fail instead of being overwritten.
+//! The component moves each stage (`export-stage` on the source, `import-stage` on the
+//! target), so what may be replaced is decided where every host decides it. The values travel
+//! as stored (checkpoint, stored ack ids and reset record alike), so epochs, history and
+//! savepoints arrive unchanged. Each stage is one conditional commit on the target: a stage is
+//! never half copied, and a writer that touches it meanwhile makes the commit fail instead of
+//! being overwritten.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -13,8 +15,8 @@ use anyhow::{Context, Result};
 use checkpoint_guest::keys::{self, ParsedKey, Slot, StageKeys};
 use checkpoint_host::storage::redact_url;
 use checkpoint_host::{
-    Checkpoint, Checkpointer, Codec, CommitOutcome, Lookup, Storage, Write, WriteOp,
-    consumer::NullConsumer, storage_error_text,
+    CheckpointError, Checkpointer, Codec, Error as HostError, ImportAction, ImportReceipt, Runtime,
+    RuntimeConfig, Storage, consumer::NullConsumer, storage_error_text,
 };
 use clap::Args;
 use serde::Serialize;
@@ -28,6 +30,10 @@ const CONFLICT_EXIT: u8 = 5;
 const CORRUPT_EXIT: u8 = 4;
 /// Exit code when a store cannot be read or written: the code of `storage`.
 const STORAGE_EXIT: u8 = 9;
+/// The copy's own memory limit for the component: one stage (every retained copy and
+/// savepoint) travels in one answer of at most a quarter of it, so stages of up to 256 MiB
+/// copy, where a pipeline's default 64 MiB would stop at 16 MiB.
+const COPY_MEMORY_LIMIT: usize = 1 << 30;
 
 /// `ckpt copy`.
 #[derive(Debug, Args)]
@@ -62,19 +68,10 @@ enum Action {
     Refuse(String),
 }
 
-/// One stage's plan: its action and the target writes that carry it out.
-struct StagePlan {
-    action: Action,
-    writes: Vec<Write>,
-    bytes: u64,
-    removed: usize,
-}
-
 /// A stage of the source, by its keys.
 struct SourceStage {
     run_id: String,
     stage: String,
-    keys: Vec<String>,
     has_latest: bool,
 }
 
@@ -110,29 +107,43 @@ struct CopyReport {
 
 pub fn run(global: &GlobalArgs, out: &Output, args: &CopyArgs) -> Result<()> {
     let namespace = &global.namespace;
-    let mut source = open_store(&args.from)?;
-    let mut target = open_store(&args.to)?;
-    let mut codec = Codec::new().context("loading the checkpoint component")?;
     let mut report = CopyReport {
         from: redact_url(&args.from),
         to: redact_url(&args.to),
         namespace: namespace.clone(),
         ..CopyReport::default()
     };
-
-    let stages = source_stages(source.as_mut(), namespace, &mut report)?;
+    let stages = source_stages(open_store(&args.from)?.as_mut(), namespace, &mut report)?;
     report.stages = stages.len();
 
-    // Plan every stage first, so that a copy that would replace anything stops before writing.
-    let mut actions = Vec::with_capacity(stages.len());
-    for (keys, stage) in &stages {
-        let plan = plan_stage(source.as_mut(), target.as_mut(), &mut codec, keys, stage)?;
-        actions.push(plan.action);
+    // The component moves each stage: `export-stage` on the source, `import-stage` on the
+    // target, so the rules of what may be replaced are the component's, as in every host.
+    let runtime = Runtime::new(RuntimeConfig {
+        max_memory_bytes: COPY_MEMORY_LIMIT,
+        max_instances: 4,
+        ..RuntimeConfig::default()
+    })
+    .context("starting the component runtime")?;
+    let options = global.options(DEFAULT_MAX_RETAINED);
+    let open = |url: &str, side: &str| -> Result<Checkpointer> {
+        Checkpointer::open_in(&runtime, open_store(url)?, Box::new(NullConsumer), &options)
+            .with_context(|| format!("opening the {side}"))
+    };
+    let mut source = open(&args.from, "source")?;
+    let mut target = open(&args.to, "target")?;
+
+    // Plan every stage first (dry runs), so that a copy that would replace anything stops
+    // before writing.
+    let mut planned = Vec::with_capacity(stages.len());
+    for stage in stages.values() {
+        planned.push(transfer(&mut source, &mut target, stage, true, true)?);
     }
-    let count = |wanted: fn(&Action) -> bool| actions.iter().filter(|a| wanted(a)).count();
-    let replacing = count(|a| *a == Action::Replace);
+    let replacing = planned
+        .iter()
+        .filter(|(action, _)| *action == Action::Replace)
+        .count();
     if args.dry_run || (replacing > 0 && !args.yes) {
-        tally(&mut report, &stages, &actions);
+        tally(&mut report, &stages, &planned);
         out.emit(&report, || human(&report))?;
         if args.dry_run {
             return Ok(());
@@ -146,48 +157,16 @@ pub fn run(global: &GlobalArgs, out: &Output, args: &CopyArgs) -> Result<()> {
         ));
     }
 
-    // Apply: each stage is planned again against what the target holds now, and committed
-    // under the versions read, so a concurrent change conflicts instead of being overwritten.
+    // Apply: each stage is exported and imported again, against what both sides hold now,
+    // as one conditional commit on the target.
     let mut applied = Vec::with_capacity(stages.len());
-    for (keys, stage) in &stages {
-        let mut plan = plan_stage(source.as_mut(), target.as_mut(), &mut codec, keys, stage)?;
-        if matches!(plan.action, Action::Create | Action::Replace) {
-            let writes = std::mem::take(&mut plan.writes);
-            let puts = writes
-                .iter()
-                .filter(|w| matches!(w.op, WriteOp::Put(_)))
-                .count();
-            let first_key = writes.first().map(|w| w.key.clone()).unwrap_or_default();
-            match target.commit(writes).map_err(|e| {
-                fail(
-                    STORAGE_EXIT,
-                    format!(
-                        "writing {}/{} to the target: {}",
-                        stage.run_id,
-                        stage.stage,
-                        storage_error_text(&e)
-                    ),
-                )
-            })? {
-                CommitOutcome::Committed(_) => {
-                    report.keys_written += puts;
-                    report.keys_removed += plan.removed;
-                    report.bytes_written += plan.bytes;
-                }
-                CommitOutcome::Conflict(i) => {
-                    plan.action = Action::Refuse(format!(
-                        "the target changed while copying (write {i}, near {first_key}): \
-                         run the copy again"
-                    ));
-                }
-            }
-        }
-        applied.push(plan.action);
+    for stage in stages.values() {
+        applied.push(transfer(&mut source, &mut target, stage, args.yes, false)?);
     }
     tally(&mut report, &stages, &applied);
     report.applied = true;
 
-    verify_copy(global, args, &stages, &applied, &mut report)?;
+    verify_copy(&mut source, &mut target, &stages, &applied, &mut report)?;
     out.emit(&report, || human(&report))?;
     if !report.refused.is_empty() {
         return Err(fail(
@@ -242,7 +221,6 @@ fn source_stages(
             .or_insert_with(|| SourceStage {
                 run_id: parsed.run_id().to_owned(),
                 stage: parsed.stage().to_owned(),
-                keys: Vec::new(),
                 has_latest: false,
             });
         match parsed.slot() {
@@ -253,7 +231,6 @@ fn source_stages(
             Slot::History(_) => report.retained += 1,
             Slot::Savepoint => report.savepoints += 1,
         }
-        stage.keys.push(key);
     }
     if !foreign.is_empty() {
         return Err(fail(
@@ -269,144 +246,61 @@ fn source_stages(
     Ok(stages)
 }
 
-/// Reads `key`: its bytes and version, or `None` when absent.
-fn read(store: &mut dyn Storage, side: &str, key: &str) -> Result<Option<(Vec<u8>, u64)>> {
-    match store.get(key) {
-        Ok(Lookup::Found(entry)) => Ok(Some((entry.value, entry.version))),
-        Ok(Lookup::Missing) => Ok(None),
-        Err(e) => Err(fail(
-            STORAGE_EXIT,
-            format!("reading {key} on the {side}: {}", storage_error_text(&e)),
-        )),
-    }
-}
-
-/// Decides what to do with one stage and builds the target writes that do it.
-fn plan_stage(
-    source: &mut dyn Storage,
-    target: &mut dyn Storage,
-    codec: &mut Codec,
-    keys: &StageKeys,
+/// Exports one stage from the source and imports it into the target (or, with `dry_run`, asks
+/// what the import would do). A refusal of either side is the stage's `Refuse`; a store that
+/// fails stops the copy.
+fn transfer(
+    source: &mut Checkpointer,
+    target: &mut Checkpointer,
     stage: &SourceStage,
-) -> Result<StagePlan> {
-    let refuse = |reason: String| StagePlan {
-        action: Action::Refuse(reason),
-        writes: Vec::new(),
-        bytes: 0,
-        removed: 0,
+    replace_older: bool,
+    dry_run: bool,
+) -> Result<(Action, Option<ImportReceipt>)> {
+    let (run, name) = (&stage.run_id, &stage.stage);
+    let exported = match source.export_stage(run, name) {
+        Ok(exported) => exported,
+        Err(err) => return refusal(err, "the source"),
     };
-    let mut values = BTreeMap::new();
-    for key in &stage.keys {
-        // A key deleted since the listing (a concurrent gc) is simply not copied.
-        if let Some((value, _)) = read(source, "source", key)? {
-            values.insert(key.clone(), value);
-        }
-    }
-    let latest_key = keys.latest();
-    let stage_prefix = latest_key
-        .strip_suffix("latest")
-        .unwrap_or(&latest_key)
-        .to_owned();
-    let target_keys = target.list_keys(&stage_prefix).map_err(|e| {
-        fail(
-            STORAGE_EXIT,
-            format!("listing the target's keys: {}", storage_error_text(&e)),
-        )
-    })?;
-    let mut existing = BTreeMap::new();
-    for key in target_keys {
-        if let Some(found) = read(target, "target", &key)? {
-            existing.insert(key, found);
-        }
-    }
-
-    if let Some(value) = values.get(&latest_key) {
-        let ours = match codec.decode(value) {
-            Ok(checkpoint) => checkpoint,
-            Err(err) => {
-                return Ok(refuse(format!(
-                    "the source's latest is damaged ({err}): run `ckpt verify` on the source"
-                )));
-            }
-        };
-        if let Some((theirs, _)) = existing.get(&latest_key) {
-            let theirs: Checkpoint = match codec.decode(theirs) {
-                Ok(checkpoint) => checkpoint,
-                Err(err) => {
-                    return Ok(refuse(format!(
-                        "the target's latest is damaged ({err}): run `ckpt verify` on the target"
-                    )));
-                }
+    match target.import_stage(&exported, replace_older, dry_run) {
+        Ok(receipt) => {
+            let action = match receipt.action {
+                ImportAction::Created => Action::Create,
+                ImportAction::Replaced => Action::Replace,
+                ImportAction::Identical => Action::Identical,
             };
-            if theirs != ours && (theirs.sequence >= ours.sequence || theirs.epoch > ours.epoch) {
-                return Ok(refuse(format!(
-                    "the target's latest is #{} epoch {}, the source's #{} epoch {}: the \
-                     target is as new or newer (or owned by a later epoch); not overwritten",
-                    theirs.sequence, theirs.epoch, ours.sequence, ours.epoch
-                )));
-            }
+            Ok((action, Some(receipt)))
         }
+        Err(err) => refusal(err, "the target"),
     }
-
-    let mut writes = Vec::new();
-    let mut bytes = 0;
-    for (key, value) in &values {
-        let current = existing.get(key);
-        if current.is_some_and(|(bytes, _)| bytes == value) {
-            continue;
-        }
-        if let Some(name) = keys.savepoint_name(key)
-            && current.is_some()
-        {
-            return Ok(refuse(format!(
-                "savepoint {} holds other bytes on the target: a savepoint is never overwritten \
-                 (delete it on one side first)",
-                keys::unescape(name)
-            )));
-        }
-        bytes += value.len() as u64;
-        writes.push(Write {
-            key: key.clone(),
-            expected_version: Some(current.map_or(0, |(_, version)| *version)),
-            op: WriteOp::Put(value.clone()),
-        });
-    }
-    // The target's retained copies that the source does not hold belong to the chain being
-    // replaced; its own savepoints stay (they are never removed unless asked).
-    let mut removed = 0;
-    if stage.has_latest {
-        for (key, (_, version)) in &existing {
-            if keys.history_sequence(key).is_some() && !values.contains_key(key) {
-                removed += 1;
-                writes.push(Write {
-                    key: key.clone(),
-                    expected_version: Some(*version),
-                    op: WriteOp::Delete,
-                });
-            }
-        }
-    }
-    let action = if writes.is_empty() {
-        Action::Identical
-    } else if existing.is_empty() {
-        Action::Create
-    } else {
-        Action::Replace
-    };
-    Ok(StagePlan {
-        action,
-        writes,
-        bytes,
-        removed,
-    })
 }
 
-fn tally(report: &mut CopyReport, stages: &BTreeMap<StageKeys, SourceStage>, actions: &[Action]) {
+/// A stage the component refused (with its words), or the error that stops the copy: a store
+/// that failed or broke its contract, or a runtime failure.
+fn refusal(err: HostError, side: &str) -> Result<(Action, Option<ImportReceipt>)> {
+    match &err {
+        HostError::Checkpoint(CheckpointError::Storage(_) | CheckpointError::BrokenStore(_)) => {
+            Err(fail(STORAGE_EXIT, format!("{side}: {err}")))
+        }
+        HostError::Checkpoint(_) => Ok((Action::Refuse(format!("{side}: {err}")), None)),
+        _ => Err(anyhow::Error::new(err).context(format!("copying a stage ({side})"))),
+    }
+}
+
+fn tally(
+    report: &mut CopyReport,
+    stages: &BTreeMap<StageKeys, SourceStage>,
+    outcomes: &[(Action, Option<ImportReceipt>)],
+) {
     report.created = 0;
     report.replaced = 0;
     report.identical = 0;
     report.refused.clear();
-    for (stage, action) in stages.values().zip(actions) {
+    (
+        report.keys_written,
+        report.keys_removed,
+        report.bytes_written,
+    ) = (0, 0, 0);
+    for (stage, (action, receipt)) in stages.values().zip(outcomes) {
         match action {
             Action::Create => report.created += 1,
             Action::Replace => report.replaced += 1,
@@ -417,27 +311,25 @@ fn tally(report: &mut CopyReport, stages: &BTreeMap<StageKeys, SourceStage>, act
                 reason: reason.clone(),
             }),
         }
+        if let Some(receipt) = receipt {
+            report.keys_written += receipt.keys_written as usize;
+            report.keys_removed += receipt.keys_removed as usize;
+            report.bytes_written += receipt.bytes_written;
+        }
     }
 }
 
 /// Reads every copied stage back through the component on both sides: the chain signatures
 /// over `history` must be equal, and every savepoint of the source must be on the target.
 fn verify_copy(
-    global: &GlobalArgs,
-    args: &CopyArgs,
+    source: &mut Checkpointer,
+    target: &mut Checkpointer,
     stages: &BTreeMap<StageKeys, SourceStage>,
-    actions: &[Action],
+    outcomes: &[(Action, Option<ImportReceipt>)],
     report: &mut CopyReport,
 ) -> Result<()> {
-    let options = global.options(DEFAULT_MAX_RETAINED);
-    let open = |url: &str, side: &str| -> Result<Checkpointer> {
-        Checkpointer::open(open_store(url)?, Box::new(NullConsumer), &options)
-            .with_context(|| format!("opening the {side} to verify the copy"))
-    };
-    let mut source = open(&args.from, "source")?;
-    let mut target = open(&args.to, "target")?;
     let mut codec = Codec::new().context("loading the checkpoint component")?;
-    for (stage, action) in stages.values().zip(actions) {
+    for (stage, (action, _)) in stages.values().zip(outcomes) {
         if matches!(action, Action::Refuse(_)) {
             continue;
         }

@@ -202,7 +202,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 /// Makes sure the directory of a `sqlite:PATH` store exists, so that the first write to the
 /// default store works in a fresh directory. Other URLs are left to the library.
 fn prepare_store(url: &str) -> Result<()> {
-    if let Some(path) = url.strip_prefix("sqlite:")
+    if let Some(path) = checkpoint_host::storage::sqlite_file(url)?
         && let Some(dir) = Path::new(path).parent()
         && !dir.as_os_str().is_empty()
     {

@@ -1146,7 +1146,11 @@ fn check_options(options: &Options) -> Result<(), Error> {
     Ok(())
 }
 
+mod transfer;
+
 #[cfg(test)]
 mod operator_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transfer_tests;

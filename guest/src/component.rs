@@ -5,9 +5,9 @@ use crate::bindings::exports::pipeline::checkpoint::{checkpointer, codec};
 use crate::bindings::pipeline::checkpoint::{consumer, storage};
 use crate::model::{
     AckOutcome, Admission, BatchProgress, Changelog, Checkpoint, CommitOutcome, Completion,
-    DriverOptions, Error, HistoryPage, HistoryRequest, Lookup, Message, Options, ProcessedMessage,
-    Progress, Receipt, ResetReceipt, ResetRequest, Resume, ResumePoint, SavepointInfo, StageState,
-    StageSummary, StorageError, Watermark, Write,
+    DriverOptions, Error, HistoryPage, HistoryRequest, ImportReceipt, Lookup, Message, Options,
+    ProcessedMessage, Progress, Receipt, ResetReceipt, ResetRequest, Resume, ResumePoint,
+    SavepointInfo, StageExport, StageState, StageSummary, StorageError, Watermark, Write,
 };
 use crate::{Consumer, Storage};
 use std::cell::RefCell;
@@ -132,6 +132,19 @@ impl checkpointer::GuestCheckpointer for CheckpointerResource {
     }
     fn list_stages(&self, run_id: Option<String>) -> Result<Vec<StageSummary>, Error> {
         self.0.borrow_mut().list_stages(run_id.as_deref())
+    }
+    fn export_stage(&self, run_id: String, stage: String) -> Result<StageExport, Error> {
+        self.0.borrow_mut().export_stage(&run_id, &stage)
+    }
+    fn import_stage(
+        &self,
+        export: StageExport,
+        replace_older: bool,
+        dry_run: bool,
+    ) -> Result<ImportReceipt, Error> {
+        self.0
+            .borrow_mut()
+            .import_stage(export, replace_older, dry_run)
     }
     fn open_driver(&self, options: DriverOptions) -> Result<checkpointer::Driver, Error> {
         let (options_now, limit) = {

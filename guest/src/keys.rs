@@ -122,6 +122,11 @@ impl StageKeys {
         Self { prefix }
     }
 
+    /// `ckpt/{namespace}/{run}/{stage}/`: the prefix of every key of the stage.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The key of the latest checkpoint.
     pub fn latest(&self) -> String {
         format!("{}latest", self.prefix)

@@ -1,6 +1,6 @@
 //! Stable one-line labels for people: the same words in every host and tool, because every
 //! host calls these (`codec.*-label`). FORMAT.md "Labels" documents the format and the
-//! conformance case file `labels.json` pins it.
+//! conformance case file `operator-tools.json` pins it.
 
 use crate::codec::encoded_len;
 use crate::model::{Checkpoint, ResumePoint, Watermark};

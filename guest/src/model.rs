@@ -3,9 +3,10 @@
 
 pub use crate::bindings::exports::pipeline::checkpoint::checkpointer::{
     AckOutcome, Admission, BatchProgress, ChangeEvent, ChangeKind, Changelog, Completion,
-    DriverOptions, Fallback, HistoryEntry, HistoryPage, HistoryRequest, Message, Options,
-    OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, ResetOrigin, ResetReceipt,
-    ResetRequest, Resume, ResumeOrigin, SavepointInfo, StageState, StageSummary,
+    DriverOptions, Fallback, HistoryEntry, HistoryPage, HistoryRequest, ImportAction,
+    ImportReceipt, Message, Options, OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt,
+    ResetOrigin, ResetReceipt, ResetRequest, Resume, ResumeOrigin, SavepointInfo, StageExport,
+    StageState, StageSummary, StoredCopy, StoredSavepoint,
 };
 pub use crate::bindings::pipeline::checkpoint::storage::{
     CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp,

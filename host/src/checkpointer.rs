@@ -9,8 +9,9 @@ use wasmtime::component::ResourceAny;
 use crate::bindings::checkpointer_api::Guest as CheckpointerExports;
 use crate::bindings::checkpointer_api::{
     AckOutcome, Admission, BatchProgress, Changelog, Completion, DriverOptions, HistoryEntry,
-    HistoryPage, HistoryRequest, Message, Options, ProcessedMessage, Progress, Receipt,
-    ResetReceipt, ResetRequest, Resume, SavepointInfo, StageState, StageSummary,
+    HistoryPage, HistoryRequest, ImportReceipt, Message, Options, ProcessedMessage, Progress,
+    Receipt, ResetReceipt, ResetRequest, Resume, SavepointInfo, StageExport, StageState,
+    StageSummary,
 };
 use crate::bindings::exports::pipeline::checkpoint::codec::Guest as CodecExports;
 use crate::bindings::types::{Checkpoint, ResumePoint, Watermark};
@@ -313,6 +314,37 @@ impl Checkpointer {
         self.metrics.call(Call::ListStages, || {
             answer(self.instance.call("checkpointer.list-stages", |g, s| {
                 g.checkpointer().call_list_stages(s, handle, run_id)
+            })?)
+        })
+    }
+
+    /// Everything stored for (run-id, stage), byte for byte: the latest, the retained copies
+    /// and the savepoints, each checked (`corrupt` when one is damaged). `ckpt copy` moves
+    /// stages between stores with it and [`Checkpointer::import_stage`].
+    pub fn export_stage(&mut self, run_id: &str, stage: &str) -> Result<StageExport, Error> {
+        let handle = self.handle;
+        self.metrics.call(Call::Transfer, || {
+            answer(self.instance.call("checkpointer.export-stage", |g, s| {
+                g.checkpointer().call_export_stage(s, handle, run_id, stage)
+            })?)
+        })
+    }
+
+    /// Recreates an exported stage in this checkpointer's store and namespace as one
+    /// conditional commit, or with `dry_run` says what that would do. Never overwrites a newer
+    /// stage, one of a later epoch, or another savepoint of the same name; an older stage only
+    /// with `replace_older` (see `import-stage` in the WIT for every refusal).
+    pub fn import_stage(
+        &mut self,
+        exported: &StageExport,
+        replace_older: bool,
+        dry_run: bool,
+    ) -> Result<ImportReceipt, Error> {
+        let handle = self.handle;
+        self.metrics.call(Call::Transfer, || {
+            answer(self.instance.call("checkpointer.import-stage", |g, s| {
+                g.checkpointer()
+                    .call_import_stage(s, handle, exported, replace_older, dry_run)
             })?)
         })
     }

@@ -79,9 +79,10 @@ pub use storage::Storage;
 
 pub use bindings::checkpointer_api::{
     AckOutcome, Admission, BatchProgress, ChangeEvent, ChangeKind, Changelog, Completion,
-    DriverOptions, Fallback, HistoryEntry, HistoryPage, HistoryRequest, Message, Options,
-    OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt, ResetOrigin, ResetReceipt,
-    ResetRequest, Resume, ResumeOrigin, SavepointInfo, StageState, StageSummary,
+    DriverOptions, Fallback, HistoryEntry, HistoryPage, HistoryRequest, ImportAction,
+    ImportReceipt, Message, Options, OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt,
+    ResetOrigin, ResetReceipt, ResetRequest, Resume, ResumeOrigin, SavepointInfo, StageExport,
+    StageState, StageSummary, StoredCopy, StoredSavepoint,
 };
 pub use bindings::storage::{CommitOutcome, Entry, Lookup, StorageError, Write, WriteOp};
 pub use bindings::types::{

@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use ::metrics::{Counter, Histogram, Key, Label, Level, Metadata, SharedString, Unit};
 
 use crate::bindings::checkpointer_api::{
-    AckOutcome, Admission, BatchProgress, Completion, HistoryPage, Progress, Receipt, ResetReceipt,
-    Resume, ResumeOrigin, SavepointInfo, StageSummary,
+    AckOutcome, Admission, BatchProgress, Completion, HistoryPage, ImportReceipt, Progress,
+    Receipt, ResetReceipt, Resume, ResumeOrigin, SavepointInfo, StageExport, StageSummary,
 };
 use crate::bindings::storage::{CommitOutcome, StorageError, Write, WriteOp};
 use crate::bindings::types::{Checkpoint, Error as CheckpointError};
@@ -229,6 +229,8 @@ pub(crate) enum Call {
     Reset,
     Savepoint,
     ListStages,
+    /// `export-stage` and `import-stage` (`ckpt copy`).
+    Transfer,
     OpenDriver,
     RecordProcessed,
     RecordProcessedBatch,
@@ -237,7 +239,7 @@ pub(crate) enum Call {
     Flush,
 }
 
-const CALLS: usize = 16;
+const CALLS: usize = 17;
 
 /// Which duration histogram a call goes to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -261,6 +263,7 @@ impl Call {
             Call::Reset => "reset",
             Call::Savepoint => "savepoint",
             Call::ListStages => "list_stages",
+            Call::Transfer => "transfer",
             Call::OpenDriver => "open_driver",
             Call::RecordProcessed => "record_processed",
             Call::RecordProcessedBatch => "record_processed_batch",
@@ -282,6 +285,7 @@ impl Call {
             | Call::Reset
             | Call::Savepoint
             | Call::ListStages
+            | Call::Transfer
             | Call::Begin
             | Call::Complete => Class::Untimed,
         }
@@ -364,6 +368,9 @@ impl Observed for ResetReceipt {}
 impl Observed for SavepointInfo {}
 impl Observed for Vec<SavepointInfo> {}
 impl Observed for Vec<StageSummary> {}
+impl Observed for StageExport {}
+impl Observed for ImportReceipt {}
+
 /// An opened checkpointer: its instance and handle.
 impl<A, B> Observed for (A, B) {}
 
@@ -619,6 +626,7 @@ mod tests {
             Call::Reset,
             Call::Savepoint,
             Call::ListStages,
+            Call::Transfer,
             Call::OpenDriver,
             Call::RecordProcessed,
             Call::RecordProcessedBatch,

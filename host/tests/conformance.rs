@@ -8,7 +8,7 @@
 use checkpoint_host::consumer::RecordingConsumer;
 use checkpoint_host::{
     Checkpoint, Checkpointer, Codec, Driver, Error, HistoryRequest, Message, Options,
-    ProcessedMessage, ResetRequest, ResumePoint, StageState, Watermark, WriteOp,
+    ProcessedMessage, ResetRequest, ResumePoint, StageExport, StageState, Watermark, WriteOp,
 };
 use checkpoint_testkit::backends::{self, Backend};
 use checkpoint_testkit::conformance::runner::{self, outcome, via};
@@ -42,6 +42,11 @@ fn source_message(v: &Value) -> Res<Message> {
     wit::source_message(v).map(|m| wit::convert(&m))
 }
 
+fn flag(v: &Value) -> Res<bool> {
+    v.as_bool()
+        .ok_or_else(|| format!("expected a bool, not {v}"))
+}
+
 fn option_u64(v: &Value) -> Res<Option<u64>> {
     wit::option_int(Some(v), "u64")
 }
@@ -64,6 +69,8 @@ struct Player<'a> {
     acks: AckScript,
     recording: RecordingConsumer,
     codec: Codec,
+    /// What the case's last successful `export-stage` answered: `import-stage` imports it.
+    exported: Option<StageExport>,
 }
 
 impl Player<'_> {
@@ -230,6 +237,26 @@ impl Player<'_> {
                     l.iter().map(via(wit::stage_summary_json)).collect()
                 })
             }
+            "export-stage" => {
+                let exported = self.checkpointer()?.export_stage(run, stage);
+                if let Ok(export) = &exported {
+                    self.exported = Some(export.clone());
+                }
+                outcome(exported, via(wit::stage_export_json))
+            }
+            "import-stage" => {
+                let export = self
+                    .exported
+                    .clone()
+                    .ok_or("import-stage before any successful export-stage")?;
+                let (replace_older, dry_run) =
+                    (flag(&step["replace-older"])?, flag(&step["dry-run"])?);
+                outcome(
+                    self.checkpointer()?
+                        .import_stage(&export, replace_older, dry_run),
+                    via(wit::import_receipt_json),
+                )
+            }
             "open-driver" => {
                 let options = wit::convert(&wit::driver_options(Some(&step["driver"]))?);
                 if !matches!(self.handle, Handle::Checkpointer(_)) {
@@ -354,6 +381,7 @@ fn play_case(case: &Value, backend: &Backend) -> Res<Vec<Value>> {
         acks: AckScript::new(),
         recording: RecordingConsumer::new(),
         codec: Codec::new().map_err(|e| format!("codec: {e}"))?,
+        exported: None,
     };
     // A case whose options are invalid starts with no checkpointer; its first step says so.
     let _ = p.reopen("open");

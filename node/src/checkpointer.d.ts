@@ -378,6 +378,75 @@ export interface StageSummary {
   savepoints: number;
 }
 
+/** One retained copy of a stage, as stored (WIT `stored-copy`). */
+export interface StoredCopy {
+  /** The sequence its key names. */
+  sequence: bigint;
+  /** The stored bytes (the checkpoint with what is stored beside it). */
+  bytes: Uint8Array;
+}
+
+/** One savepoint of a stage, as stored (WIT `stored-savepoint`). */
+export interface StoredSavepoint {
+  name: string;
+  /** The stored bytes. */
+  bytes: Uint8Array;
+}
+
+/**
+ * Everything stored for one stage, byte for byte (WIT `stage-export`): what `exportStage`
+ * answers, so that `importStage` recreates the stage in another store or namespace with its
+ * sequences, epochs, stored ack ids and reset records unchanged.
+ */
+export interface StageExport {
+  runId: string;
+  stage: string;
+  /** The latest's stored bytes; `null` when the stage holds only savepoints. */
+  latest: Uint8Array | null;
+  /** The retained copies, oldest first. */
+  retained: StoredCopy[];
+  /** The savepoints, by name. */
+  savepoints: StoredSavepoint[];
+}
+
+/** What `importStage` takes: a `StageExport`, or one built by hand. */
+export interface StageExportInput {
+  runId: string;
+  stage: string;
+  /** The latest's stored bytes; none (the default) when the stage holds only savepoints. */
+  latest?: Uint8Array | null;
+  /** The retained copies; default `[]`. */
+  retained?: Array<{ sequence: IntegerInput; bytes: Uint8Array }>;
+  /** The savepoints; default `[]`. */
+  savepoints?: Array<{ name: string; bytes: Uint8Array }>;
+}
+
+/**
+ * What `importStage` did (or, for a dry run, would do) to the stage (WIT `import-action`):
+ * `'created'` (nothing of it was stored here), `'replaced'` (an older chain was, or part of
+ * it), `'identical'` (every entry was here with the same bytes: nothing written).
+ */
+export type ImportAction = 'created' | 'replaced' | 'identical';
+
+/** What an import wrote (WIT `import-receipt`; for a dry run, what it would write). */
+export interface ImportReceipt {
+  action: ImportAction;
+  /** Entries put (latest, retained copies, savepoints). */
+  keysWritten: number;
+  /** Retained copies of the replaced chain removed (the export does not hold them). */
+  keysRemoved: number;
+  /** Bytes put. */
+  bytesWritten: bigint;
+}
+
+/** How `importStage` imports. */
+export interface ImportOptions {
+  /** Replace an older chain of the stage stored here; default `false` (refused). */
+  replaceOlder?: boolean;
+  /** Refuse as the import would and answer what it would do, writing nothing; default `false`. */
+  dryRun?: boolean;
+}
+
 /**
  * Writes and reads the checkpoints of one namespace of a store, through its own instance of the
  * component. Every method is synchronous and throws a `CheckpointError` subclass for a refusal,
@@ -452,6 +521,19 @@ export class Checkpointer implements Disposable {
    * latest is reported in its summary, not thrown.
    */
   listStages(runId?: string | null): StageSummary[];
+  /**
+   * Everything stored for (runId, stage), as stored: latest, retained copies, savepoints.
+   * `CorruptError` when an entry is damaged (damage is not copied), `NotFoundError` when
+   * nothing is stored. Never writes.
+   */
+  exportStage(runId: string, stage: string): StageExport;
+  /**
+   * Recreates an exported stage here, byte for byte, in one conditional commit. An older chain
+   * stored here is replaced only with `replaceOlder` (else `InvalidInputError`, field
+   * `replace-older`); a newer one is a `RegressionError` or `FencedError`. `dryRun` writes
+   * nothing and answers what the import would do.
+   */
+  importStage(exported: StageExportInput, how?: ImportOptions): ImportReceipt;
   /**
    * Removes every checkpoint of (runId, stage) in one commit; returns how many entries. Also
    * forgets the epoch; savepoints are kept.

@@ -34,6 +34,10 @@ import {
   savepointOut,
   stageSummaryOut,
   watermarkIn,
+  boolean,
+  importReceiptOut,
+  stageExportIn,
+  stageExportOut,
 } from './values.js';
 
 /** The largest u32: a history page bounded by bytes only. */
@@ -298,6 +302,47 @@ export class Checkpointer {
   listStages(runId) {
     const r = optionString(runId, 'run-id');
     return this.#call('checkpointer.list-stages', (h) => h.listStages(r)).map(stageSummaryOut);
+  }
+
+  /**
+   * Everything stored for (runId, stage), as stored: the latest, the retained copies and the
+   * savepoints (`importStage` recreates it in another store or namespace; `ckpt copy` does
+   * both). Checks every entry first, so that damage is not copied: `CorruptError` when one is
+   * damaged or misplaced. `NotFoundError` when nothing is stored; `InvalidInputError` (field
+   * `stage`) when the stage's bytes exceed the largest answer (a quarter of the memory limit):
+   * open with a larger `maxMemoryBytes`. Never writes.
+   * @param {string} runId
+   * @param {string} stage
+   * @returns {StageExport}
+   */
+  exportStage(runId, stage) {
+    const [r, s] = [string(runId, 'run-id'), string(stage, 'stage')];
+    return stageExportOut(this.#call('checkpointer.export-stage', (h) => h.exportStage(r, s)));
+  }
+
+  /**
+   * Recreates an exported stage in this checkpointer's store and namespace, byte for byte, as
+   * one conditional commit: puts every entry not already here with the same bytes and, when
+   * the export has a latest, removes retained copies it does not hold. Savepoints here under
+   * other names stay. Importing the same export again is `'identical'` and writes nothing.
+   *
+   * Refuses, writing nothing: an export too large or with an entry twice (`InvalidInputError`,
+   * field `exported`); an entry that does not decode or belong to the export (`CorruptError`);
+   * a latest here of a later epoch (`FencedError`) or, if different, of the same or a later
+   * sequence (`RegressionError`); a damaged latest here (`CorruptError`); a savepoint here with
+   * the same name and other bytes (`InvalidInputError`, field `savepoints`); an older latest
+   * here without `replaceOlder` (`InvalidInputError`, field `replace-older`). `ConflictError`
+   * when a writer changed the stage meanwhile (export and import again). With `dryRun` it
+   * refuses the same way and answers what it would do, writing nothing. Acks nothing.
+   * @param {StageExportInput} exported What `exportStage` answered (here or in another store).
+   * @param {{replaceOlder?: boolean, dryRun?: boolean}} [how] `replaceOlder`: replace an older
+   *   chain stored here (default `false`); `dryRun`: write nothing (default `false`).
+   * @returns {ImportReceipt}
+   */
+  importStage(exported, { replaceOlder = false, dryRun = false } = {}) {
+    const e = stageExportIn(exported);
+    const [replace, dry] = [boolean(replaceOlder, 'replace-older'), boolean(dryRun, 'dry-run')];
+    return importReceiptOut(this.#call('checkpointer.import-stage', (h) => h.importStage(e, replace, dry)));
   }
 
   /**
@@ -801,4 +846,37 @@ export class Codec {
  * @property {{kind: string, key: string, detail: string} | null} damage Set when the latest is damaged.
  * @property {number} retained Retained copies stored.
  * @property {number} savepoints Savepoints stored.
+ */
+/**
+ * @typedef {object} StoredCopy One retained copy of a stage, as stored.
+ * @property {bigint} sequence The sequence its key names.
+ * @property {Uint8Array} bytes The stored bytes.
+ */
+/**
+ * @typedef {object} StoredSavepoint One savepoint of a stage, as stored.
+ * @property {string} name
+ * @property {Uint8Array} bytes The stored bytes.
+ */
+/**
+ * @typedef {object} StageExport Everything stored for one stage, byte for byte.
+ * @property {string} runId
+ * @property {string} stage
+ * @property {Uint8Array | null} latest The latest's stored bytes; `null` when only savepoints are stored.
+ * @property {StoredCopy[]} retained The retained copies, oldest first.
+ * @property {StoredSavepoint[]} savepoints The savepoints, by name.
+ */
+/**
+ * @typedef {object} StageExportInput What `importStage` takes (a `StageExport` is one).
+ * @property {string} runId
+ * @property {string} stage
+ * @property {Uint8Array | null} [latest] None (`null`, the default): only savepoints.
+ * @property {{sequence: bigint | number, bytes: Uint8Array}[]} [retained] Default `[]`.
+ * @property {{name: string, bytes: Uint8Array}[]} [savepoints] Default `[]`.
+ */
+/**
+ * @typedef {object} ImportReceipt What an import wrote (for a dry run: would write).
+ * @property {'created' | 'replaced' | 'identical'} action
+ * @property {number} keysWritten Entries put (latest, retained copies, savepoints).
+ * @property {number} keysRemoved Retained copies of the replaced chain removed.
+ * @property {bigint} bytesWritten Bytes put.
  */

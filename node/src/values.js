@@ -287,6 +287,37 @@ export function historyRequestIn(value, field = 'request') {
   };
 }
 
+/** A WIT bool: exactly `true` or `false` (nothing else is truth-tested). */
+export function boolean(value, field) {
+  if (typeof value !== 'boolean') {
+    throw invalid(field, `must be a boolean, not ${describe(value)}`);
+  }
+  return value;
+}
+
+/**
+ * A stage export (what `import-stage` takes) as jco lowers it: `runId` and `stage` required,
+ * `latest` none when `undefined` or `null`, `retained` and `savepoints` default to `[]`.
+ * @param {import('./checkpointer.js').StageExportInput} value
+ */
+export function stageExportIn(value, field = 'exported') {
+  const e = record(value, field);
+  const out = {
+    runId: string(e.runId, `${field}.run-id`),
+    stage: string(e.stage, `${field}.stage`),
+    retained: listOr(e.retained, `${field}.retained`, (c, f) => {
+      record(c, f);
+      return { sequence: u64(c.sequence, `${f}.sequence`), bytes: bytes(c.bytes, `${f}.bytes`) };
+    }),
+    savepoints: listOr(e.savepoints, `${field}.savepoints`, (s, f) => {
+      record(s, f);
+      return { name: string(s.name, `${f}.name`), bytes: bytes(s.bytes, `${f}.bytes`) };
+    }),
+  };
+  if (e.latest !== undefined && e.latest !== null) out.latest = bytes(e.latest, `${field}.latest`);
+  return out;
+}
+
 /** A processed message; `eventTimeMs` defaults to 0. */
 export function messageIn(value, field = 'message') {
   const m = record(value, field);
@@ -398,4 +429,20 @@ export function stageSummaryOut(s) {
     retained: s.retained,
     savepoints: s.savepoints,
   };
+}
+
+/** @returns {import('./checkpointer.js').StageExport} */
+export function stageExportOut(e) {
+  return {
+    runId: e.runId,
+    stage: e.stage,
+    latest: e.latest ?? null,
+    retained: e.retained.map((c) => ({ sequence: c.sequence, bytes: c.bytes })),
+    savepoints: e.savepoints.map((s) => ({ name: s.name, bytes: s.bytes })),
+  };
+}
+
+/** @returns {import('./checkpointer.js').ImportReceipt} */
+export function importReceiptOut(r) {
+  return { action: r.action, keysWritten: r.keysWritten, keysRemoved: r.keysRemoved, bytesWritten: r.bytesWritten };
 }

@@ -145,6 +145,8 @@ class Player {
   codec = new Codec();
   /** @type {{checkpointer?: Checkpointer, driver?: import('../src/index.js').Driver} | null} */
   handle = null;
+  /** The case's last successful `export-stage` (kept across `open` and `crash`), for `import-stage`. */
+  exported = null;
 
   constructor(options) {
     this.options = input(options);
@@ -239,6 +241,16 @@ class Player {
       }
       case 'delete-savepoint': return outcome(() => this.checkpointer().deleteSavepoint(run, stage, step.name));
       case 'list-stages': return outcome(() => this.checkpointer().listStages(step['run-id']));
+      case 'export-stage': return outcome(() => {
+        const exported = this.checkpointer().exportStage(run, stage);
+        this.exported = exported;
+        return exported;
+      });
+      case 'import-stage': {
+        if (this.exported === null) fail('import-stage: no successful export-stage earlier in this case');
+        const how = { replaceOlder: step['replace-older'], dryRun: step['dry-run'] };
+        return outcome(() => this.checkpointer().importStage(this.exported, how));
+      }
       case 'open-driver': {
         const options = input(step.driver);
         if (!this.handle?.checkpointer) this.reopen('reopening for the driver'); // closes any driver

@@ -1,4 +1,5 @@
-// The operator tools' wrappers (reset, savepoints, getAt, paged history, listStages, labels)
+// The operator tools' wrappers (reset, savepoints, getAt, paged history, listStages, labels,
+// exportStage and importStage)
 // where they do more than pass a value on: historyEntries pages through a history too large for
 // one answer, values are range-checked before the component is called, and options come back
 // as null. The behaviour itself is the conformance cases'
@@ -7,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Checkpointer, Codec, InvalidInputError, MapStorage, Runtime } from '../src/index.js';
+import { Checkpointer, Codec, InvalidInputError, MapStorage, RegressionError, Runtime } from '../src/index.js';
 
 const MiB = 1024 * 1024;
 const OPTIONS = { namespace: 'test', maxRetained: 5, maxCheckpointBytes: 65536 };
@@ -85,6 +86,63 @@ test('resets, savepoints and stage summaries come back with null for none', () =
   assert.deepEqual(page.entries.map((e) => e.reset?.savepoint ?? null), [null, null, 'keep']);
 });
 
+test('exportStage and importStage copy a stage byte for byte', () => {
+  const [source, target] = [new MapStorage(), new MapStorage()];
+  const options = { namespace: 'test', maxRetained: 3, maxCheckpointBytes: 65536 };
+  const exporter = Checkpointer.open(source, null, options);
+  for (let s = 1; s <= 5; s += 1) exporter.write(checkpoint(s, s * 10, { state: Uint8Array.of(s) }));
+  exporter.createSavepoint('run', 'stage', 'keep', 4n);
+  const exported = exporter.exportStage('run', 'stage');
+  assert.deepEqual([exported.runId, exported.stage], ['run', 'stage']);
+  assert.ok(exported.latest instanceof Uint8Array);
+  assert.deepEqual(exported.retained.map((c) => c.sequence), [3n, 4n, 5n]);
+  assert.ok(exported.retained.every((c) => c.bytes instanceof Uint8Array));
+  assert.deepEqual(exported.savepoints.map((p) => p.name), ['keep']);
+  assert.ok(exported.savepoints[0].bytes instanceof Uint8Array);
+
+  const importer = Checkpointer.open(target, null, options);
+  const dry = importer.importStage(exported, { dryRun: true });
+  assert.equal(dry.action, 'created');
+  assert.deepEqual(target.listKeys(''), []);
+  const receipt = importer.importStage(exported);
+  const size = [exported.latest, ...exported.retained.map((c) => c.bytes), ...exported.savepoints.map((p) => p.bytes)]
+    .reduce((n, b) => n + b.length, 0);
+  assert.deepEqual(receipt, { action: 'created', keysWritten: 5, keysRemoved: 0, bytesWritten: BigInt(size) });
+  assert.deepEqual(dry, receipt);
+  assert.deepEqual(target.listKeys('').sort(), source.listKeys('').sort());
+  for (const key of source.listKeys('')) assert.deepEqual(target.get(key).value, source.get(key).value, key);
+  assert.deepEqual(importer.history('run', 'stage'), exporter.history('run', 'stage'));
+  assert.deepEqual(importer.exportStage('run', 'stage'), exported);
+  // Again: every entry is there with the same bytes, nothing is written.
+  assert.deepEqual(importer.importStage(exported), { action: 'identical', keysWritten: 0, keysRemoved: 0, bytesWritten: 0n });
+  // Into another namespace of the same store.
+  const other = Checkpointer.open(source, null, { ...options, namespace: 'other' });
+  assert.equal(other.importStage(exported).action, 'created');
+  assert.deepEqual(other.get('run', 'stage'), exporter.get('run', 'stage'));
+});
+
+test('importing over an older stage needs replaceOlder', () => {
+  const options = { namespace: 'test', maxRetained: 2, maxCheckpointBytes: 65536 };
+  const older = Checkpointer.open(new MapStorage(), null, options);
+  for (const s of [1, 2]) older.write(checkpoint(s, s));
+  const newer = Checkpointer.open(new MapStorage(), null, options);
+  for (const s of [1, 2, 3, 4]) newer.write(checkpoint(s, s + 100));
+  const [exported, before] = [newer.exportStage('run', 'stage'), older.exportStage('run', 'stage')];
+
+  assert.throws(() => older.importStage(exported), (e) => e instanceof InvalidInputError && e.field === 'replace-older');
+  assert.deepEqual(older.get('run', 'stage'), checkpoint(2, 2));
+  const dry = older.importStage(exported, { replaceOlder: true, dryRun: true });
+  assert.equal(dry.action, 'replaced');
+  assert.deepEqual(older.get('run', 'stage'), checkpoint(2, 2));
+  const receipt = older.importStage(exported, { replaceOlder: true });
+  assert.deepEqual(receipt, dry);
+  assert.deepEqual([receipt.keysWritten, receipt.keysRemoved], [3, 2]);
+  assert.deepEqual(older.history('run', 'stage'), newer.history('run', 'stage'));
+  assert.equal(older.importStage(exported).action, 'identical');
+  // The newer store refuses the older chain, even with replaceOlder: it is newer.
+  assert.throws(() => newer.importStage(before, { replaceOlder: true }), RegressionError);
+});
+
 test('values are checked before the component is called', () => {
   const c = Checkpointer.open(new MapStorage(), null, OPTIONS);
   const wm = { offset: 0n, eventTimeMs: 0n };
@@ -99,6 +157,13 @@ test('values are checked before the component is called', () => {
     [() => c.restoreSavepoint('run', 'stage', 'n', {}), 'at-ms'],
     [() => c.restoreSavepoint('run', 'stage', 5, { atMs: 0 }), 'name'],
     [() => c.listStages(7), 'run-id'],
+    [() => c.exportStage('run', 5), 'stage'],
+    [() => c.importStage(null), 'exported'],
+    [() => c.importStage({ runId: 'run', stage: 'stage', latest: [0] }), 'exported.latest'],
+    [() => c.importStage({ runId: 'run', stage: 'stage', retained: [{ sequence: -1n, bytes: new Uint8Array(0) }] }), 'exported.retained[0].sequence'],
+    [() => c.importStage({ runId: 'run', stage: 'stage', savepoints: [{ name: 'n' }] }), 'exported.savepoints[0].bytes'],
+    [() => c.importStage({ runId: 'run', stage: 'stage' }, { replaceOlder: 1 }), 'replace-older'],
+    [() => c.importStage({ runId: 'run', stage: 'stage' }, { dryRun: 'yes' }), 'dry-run'],
   ];
   for (const [call, field] of refusals) {
     assert.throws(call, (e) => e instanceof InvalidInputError && e.field === field, field);

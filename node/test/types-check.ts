@@ -29,12 +29,15 @@ import type {
   Corruption,
   HistoryEntry,
   HistoryPage,
+  ImportAction,
+  ImportReceipt,
   Progress,
   Receipt,
   ResetReceipt,
   ResetRequestInput,
   Resume,
   SavepointInfo,
+  StageExport,
   StageStateInput,
   StageSummary,
   Storage,
@@ -249,6 +252,16 @@ check(stages.length === 2 && stages[0].damage === null && stages[0].savepoints =
 check(checkpointer.listSavepoints('run-1', 'enrich')[0].name === 'before-deploy', 'savepoints listed');
 check(checkpointer.getSavepoint('run-1', 'enrich', 'before-deploy').sequence === 2n, 'savepoint read');
 check(checkpointer.deleteSavepoint('run-1', 'enrich', 'before-deploy'), 'savepoint deleted');
+// Copying a stage to another store, byte for byte.
+const exported: StageExport = checkpointer.exportStage('run-1', 'enrich');
+check(exported.latest instanceof Uint8Array && exported.retained.every((c) => typeof c.sequence === 'bigint'), 'export');
+const copy = Checkpointer.open(new MapStorage(), null, { namespace: 'copy', maxRetained: 3, maxCheckpointBytes: 1 << 20 });
+const dry: ImportReceipt = copy.importStage(exported, { dryRun: true });
+const imported = copy.importStage(exported);
+check(dry.action === 'created' && imported.keysWritten === dry.keysWritten && typeof imported.bytesWritten === 'bigint', 'import');
+const reimported: ImportAction = copy.importStage(exported, { replaceOlder: false }).action;
+check(reimported === 'identical' && copy.get('run-1', 'enrich').sequence === checkpointer.get('run-1', 'enrich').sequence, 'imported');
+copy.close();
 check(codec.watermarkLabel(stored.watermark).startsWith('offset 42, event time '), 'watermark label');
 check(codec.checkpointLabel(stored).startsWith('run "run-1" stage "enrich" #1 epoch 2'), 'checkpoint label');
 check(codec.resumePointLabel(resume.point).includes('(checkpoint #1, epoch 2)'), 'resume point label');
@@ -284,6 +297,10 @@ export function refused(): void {
   checkpointer.historyPage('r', 's', { afterSequence: 1n });
   // @ts-expect-error restoreSavepoint takes {atMs, epoch}, not the time alone
   checkpointer.restoreSavepoint('r', 's', 'n', 0n);
+  // @ts-expect-error importStage takes {replaceOlder, dryRun}, not a bare flag
+  checkpointer.importStage({ runId: 'r', stage: 's' }, true);
+  // @ts-expect-error an export's bytes are a Uint8Array
+  checkpointer.importStage({ runId: 'r', stage: 's', latest: 'ab' });
   // @ts-expect-error a reset request needs atMs
   checkpointer.reset({ runId: 'r', stage: 's', watermark: { offset: 0, eventTimeMs: 0 } });
 }

@@ -49,6 +49,11 @@ same<Api.Progress['kind'], Ck.Progress['tag']>(true);
 same<Api.StorageWrite['op'], S.WriteOp['tag']>(true);
 same<Api.BackendErrorKind, S.StorageError['tag']>(true);
 same<Api.StoredEntry['value'], S.Entry['value']>(true);
+same<Api.StoredCopy, Ck.StoredCopy>(true);
+same<Api.StoredSavepoint, Ck.StoredSavepoint>(true);
+same<Api.ImportAction, Ck.ImportAction>(true);
+same<Api.ImportReceipt, Ck.ImportReceipt>(true);
+same<Omit<Api.StageExport, 'latest'>, Omit<Ck.StageExport, 'latest'>>(true);
 
 // What the API accepts includes what jco takes (a Checkpoint read back can be written again).
 function accepts<Wide, Narrow extends Wide>(): void {}
@@ -56,4 +61,5 @@ accepts<Api.CheckpointInput, T.Checkpoint>();
 accepts<Api.ProcessedMessage, Ck.ProcessedMessage>();
 accepts<Api.Message, Ck.Message>();
 accepts<Api.StageStateInput, Ck.StageState>();
+accepts<Api.StageExportInput, Ck.StageExport>();
 accepts<Api.DriverOptions, Omit<Ck.DriverOptions, 'policy'> & { policy: Api.Policy }>();

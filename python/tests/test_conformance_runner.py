@@ -99,6 +99,39 @@ def test_driver_ops_crash_and_raw_ops() -> None:
     assert records[5]["result"] == {"ok": {"resumed-from": fresh}}  # the pending one was lost
 
 
+@pytest.mark.parametrize("backend", runner.BACKENDS)
+def test_import_stage_plays_the_cases_last_export_across_open_and_crash(backend: str) -> None:
+    flags = {"replace-older": False, "dry-run": False}
+    records = play(backend, [
+        step("import-stage", ["result"], **flags),  # a runner error: the case stops
+    ])  # fmt: skip
+    assert "runner-error" in records[0]["result"]
+    other = {**OPTIONS, "namespace": "other"}
+    results = [r["result"] for r in play(backend, [
+        step("write", ["result"], checkpoint=CHECKPOINT, batch=[]),
+        step("export-stage", ["result"], **IDS),
+        step("export-stage", ["result"], **{**IDS, "stage": "none"}),  # fails: not kept
+        step("open", ["result"], options=other),
+        step("import-stage", ["result"], **{**flags, "dry-run": True}),
+        step("crash", ["result"]),
+        step("import-stage", ["result"], **flags),
+        step("import-stage", ["result"], **flags),
+        step("get", ["result"], **IDS),
+    ])]  # fmt: skip
+    exported = results[1]["ok"]
+    assert exported.keys() == {"run-id", "stage", "latest", "retained", "savepoints"}
+    assert exported["run-id"] == "run" and exported["stage"] == "stage"
+    assert exported["retained"] == exported["savepoints"] == []  # max-retained 1: the latest
+    latest = bytes.fromhex(exported["latest"])
+    assert results[2] == {"error": "not-found", "message": results[2]["message"]}
+    created = {"action": "created", "keys-written": "1", "keys-removed": "0",
+               "bytes-written": str(len(latest))}  # fmt: skip
+    assert results[4] == results[6] == {"ok": created}
+    assert results[7] == {"ok": {"action": "identical", "keys-written": "0",
+                                 "keys-removed": "0", "bytes-written": "0"}}  # fmt: skip
+    assert results[8] == {"ok": CHECKPOINT}
+
+
 def message(id: str, offset: str | None, source: str = "") -> dict:
     return {"id": id, "source": source, "offset": offset, "event-time-ms": "0"}
 

@@ -1,4 +1,5 @@
-"""The operator tools' wrappers (reset, savepoints, get-at, paged history, list-stages, labels)
+"""The operator tools' wrappers (reset, savepoints, get-at, paged history, list-stages, labels,
+export and import of a stage)
 where they do more than pass a value on: `history_entries` pages through a history too large
 for one answer, values are range-checked before wasm, and options lift to None. The behaviour
 itself is the conformance cases' (tests/conformance/cases/operator-tools.json)."""
@@ -15,16 +16,22 @@ from pipeline_checkpoint import (
     HistoryEntry,
     HistoryPage,
     HistoryRequest,
+    ImportAction,
+    ImportReceipt,
     InvalidInput,
     OperatorState,
     Options,
+    Regression,
     ResetOrigin,
     ResetReceipt,
     ResetRequest,
     ResumePoint,
     Runtime,
     SavepointInfo,
+    StageExport,
     StageSummary,
+    StoredCopy,
+    StoredSavepoint,
     Watermark,
 )
 
@@ -114,6 +121,67 @@ def test_reset_and_savepoints_lift_to_the_package_types() -> None:
     assert checkpointer.delete_savepoint("run", "stage", "keep") is False
 
 
+def test_export_and_import_copy_a_stage_byte_for_byte() -> None:
+    options = Options(namespace="test", max_retained=3, max_checkpoint_bytes=65536)
+    source, target = DictStorage(), DictStorage()
+    exporter = Checkpointer.open(source, None, options)
+    for s in range(1, 6):
+        exporter.write(cp(s, s * 10, state=bytes([s])))
+    exporter.create_savepoint("run", "stage", "keep", 4)
+    exported = exporter.export_stage("run", "stage")
+    assert isinstance(exported, StageExport)
+    assert (exported.run_id, exported.stage) == ("run", "stage")
+    assert isinstance(exported.latest, bytes)
+    assert [c.sequence for c in exported.retained] == [3, 4, 5]
+    assert all(isinstance(c, StoredCopy) and isinstance(c.bytes, bytes) for c in exported.retained)
+    assert [(p.name, type(p.bytes)) for p in exported.savepoints] == [("keep", bytes)]
+
+    importer = Checkpointer.open(target, None, options)
+    dry = importer.import_stage(exported, dry_run=True)
+    assert dry.action is ImportAction.CREATED and target.list_keys("") == []
+    receipt = importer.import_stage(exported)
+    assert receipt == ImportReceipt(ImportAction.CREATED, 5, 0, receipt.bytes_written)
+    assert receipt.bytes_written == len(exported.latest) + sum(
+        len(e.bytes) for e in (*exported.retained, *exported.savepoints)
+    )
+    assert sorted(target.list_keys("")) == sorted(source.list_keys(""))
+    assert all(target.get(k).value == source.get(k).value for k in source.list_keys(""))
+    assert importer.history("run", "stage") == exporter.history("run", "stage")
+    assert importer.export_stage("run", "stage") == exported
+    # Again: every entry is there with the same bytes, nothing is written.
+    assert importer.import_stage(exported) == ImportReceipt(ImportAction.IDENTICAL, 0, 0, 0)
+    # Into another namespace of the same store.
+    other = Checkpointer.open(source, None, Options("other", 3, 65536))
+    assert other.import_stage(exported).action is ImportAction.CREATED
+    assert other.get("run", "stage") == exporter.get("run", "stage")
+
+
+def test_importing_over_an_older_stage_needs_replace_older() -> None:
+    options = Options(namespace="test", max_retained=2, max_checkpoint_bytes=65536)
+    older = Checkpointer.open(DictStorage(), None, options)
+    for s in (1, 2):
+        older.write(cp(s, s))
+    newer = Checkpointer.open(DictStorage(), None, options)
+    for s in (1, 2, 3, 4):
+        newer.write(cp(s, s + 100))
+    exported, before = newer.export_stage("run", "stage"), older.export_stage("run", "stage")
+
+    with pytest.raises(InvalidInput) as refused:
+        older.import_stage(exported)
+    assert refused.value.field == "replace-older"
+    assert older.get("run", "stage") == cp(2, 2)
+    dry = older.import_stage(exported, replace_older=True, dry_run=True)
+    assert dry.action is ImportAction.REPLACED
+    assert older.get("run", "stage") == cp(2, 2)
+    receipt = older.import_stage(exported, replace_older=True)
+    assert receipt == dry == ImportReceipt(ImportAction.REPLACED, 3, 2, receipt.bytes_written)
+    assert older.history("run", "stage") == newer.history("run", "stage")
+    assert older.import_stage(exported).action is ImportAction.IDENTICAL
+    # The newer store refuses the older chain, even with `replace_older`: it is newer.
+    with pytest.raises(Regression):
+        newer.import_stage(before, replace_older=True)
+
+
 @pytest.mark.parametrize(
     ("call", "field"),
     [
@@ -129,6 +197,15 @@ def test_reset_and_savepoints_lift_to_the_package_types() -> None:
         (lambda c: c.create_savepoint("run", "stage", "n", sequence="1"), "sequence"),
         (lambda c: c.restore_savepoint("run", "stage", 5, at_ms=0), "name"),
         (lambda c: c.list_stages(7), "run-id"),
+        (lambda c: c.import_stage(StageExport("run", "stage", "00")), "exported.latest"),
+        (lambda c: c.import_stage(StageExport("run", "stage", None, retained=[StoredCopy(-1, b"")])),
+         "exported.retained[0].sequence"),
+        (lambda c: c.import_stage(StageExport("run", "stage", None, savepoints=[StoredSavepoint(
+            "n", [1])])), "exported.savepoints[0].bytes"),
+        (lambda c: c.import_stage(("run", "stage", None)), "exported"),
+        (lambda c: c.import_stage(StageExport("run", "stage", None), 1), "replace-older"),
+        (lambda c: c.import_stage(StageExport("run", "stage", None), dry_run=None), "dry-run"),
+        (lambda c: c.export_stage("run", b"stage"), "stage"),
     ],
 )  # fmt: skip
 def test_values_are_checked_before_the_component_is_called(call, field) -> None:

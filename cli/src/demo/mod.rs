@@ -248,7 +248,7 @@ fn demo_store(global: &GlobalArgs, args: &DemoArgs) -> Result<(String, Option<St
             "the demo restarts its worker on a fresh connection, so it needs a persistent store such as sqlite:PATH",
         ));
     }
-    let db_path = url.strip_prefix("sqlite:").map(str::to_owned);
+    let db_path = checkpoint_host::storage::sqlite_file(&url)?.map(str::to_owned);
     Ok((url, db_path))
 }
 

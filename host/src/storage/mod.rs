@@ -122,6 +122,17 @@ pub fn open_storage(url: &str) -> Result<Box<dyn Storage>, OpenError> {
     }
 }
 
+/// The database file a `sqlite:PATH[?params]` URL names (without its parameters), `None` for
+/// any other scheme; a malformed SQLite URL is [`OpenErrorKind::BadUrl`]. For tools that must
+/// prepare the file's directory or put files beside it.
+#[cfg(feature = "sqlite")]
+pub fn sqlite_file(url: &str) -> Result<Option<&str>, OpenError> {
+    match url.strip_prefix("sqlite:") {
+        Some(rest) => sqlite::parse_url(url, rest).map(|(path, _)| Some(path)),
+        None => Ok(None),
+    }
+}
+
 #[cfg(feature = "sqlite")]
 fn open_sqlite(url: &str, rest: &str) -> Result<Box<dyn Storage>, OpenError> {
     let (path, options) = sqlite::parse_url(url, rest)?;

@@ -293,6 +293,42 @@ def lower_history_request(r: Any, path: str = "request") -> Record:
     )
 
 
+def lower_stage_export(e: Any, path: str = "exported") -> Record:
+    """A `stage-export` (what `import-stage` takes); `latest` None lowers to the option's none."""
+    e = _expect(e, t.StageExport, path)
+    retained = []
+    for i, c in enumerate(sequence_of(e.retained, f"{path}.retained")):
+        cp = f"{path}.retained[{i}]"
+        c = _expect(c, t.StoredCopy, cp)
+        retained.append(
+            _record(
+                sequence=u64(c.sequence, f"{cp}.sequence"),
+                bytes=byte_string(c.bytes, f"{cp}.bytes"),
+            )
+        )
+    savepoints = []
+    for i, s in enumerate(sequence_of(e.savepoints, f"{path}.savepoints")):
+        sp = f"{path}.savepoints[{i}]"
+        s = _expect(s, t.StoredSavepoint, sp)
+        savepoints.append(
+            _record(name=string(s.name, f"{sp}.name"), bytes=byte_string(s.bytes, f"{sp}.bytes"))
+        )
+    return _record(
+        run_id=string(e.run_id, f"{path}.run-id"),
+        stage=string(e.stage, f"{path}.stage"),
+        latest=None if e.latest is None else byte_string(e.latest, f"{path}.latest"),
+        retained=retained,
+        savepoints=savepoints,
+    )
+
+
+def boolean(value: Any, path: str) -> bool:
+    """`value` as a WIT bool: exactly `True` or `False` (an int is refused, not truth-tested)."""
+    if not isinstance(value, bool):
+        raise InvalidInput(path, f"must be a bool, not {type(value).__name__}")
+    return value
+
+
 # --------------------------------------------------------------------------------------------
 # lifting: component -> Python
 
@@ -502,6 +538,32 @@ def lift_stage_summary(r: Any) -> t.StageSummary:
         damage=None if damage is None else lift_corruption(damage),
         retained=_get(r, "retained"),
         savepoints=_get(r, "savepoints"),
+    )
+
+
+def lift_stage_export(r: Any) -> t.StageExport:
+    latest = _option(_get(r, "latest"))
+    return t.StageExport(
+        run_id=_get(r, "run-id"),
+        stage=_get(r, "stage"),
+        latest=None if latest is None else bytes(latest),
+        retained=tuple(
+            t.StoredCopy(sequence=_get(c, "sequence"), bytes=bytes(_get(c, "bytes")))
+            for c in _get(r, "retained")
+        ),
+        savepoints=tuple(
+            t.StoredSavepoint(name=_get(s, "name"), bytes=bytes(_get(s, "bytes")))
+            for s in _get(r, "savepoints")
+        ),
+    )
+
+
+def lift_import_receipt(r: Any) -> t.ImportReceipt:
+    return t.ImportReceipt(
+        action=t.ImportAction(_get(r, "action")),
+        keys_written=_get(r, "keys-written"),
+        keys_removed=_get(r, "keys-removed"),
+        bytes_written=_get(r, "bytes-written"),
     )
 
 

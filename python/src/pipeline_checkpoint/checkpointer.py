@@ -244,6 +244,44 @@ class Checkpointer:
             )
         ]
 
+    def export_stage(self, run_id: str, stage: str) -> t.StageExport:
+        """Everything stored for (run_id, stage), as stored: the latest, the retained copies and
+        the savepoints (`import_stage` recreates it in another store or namespace; `ckpt copy`
+        does both). Checks every entry first, so that damage is not copied: `Corrupt` when one
+        is damaged or misplaced. `NotFound` when nothing is stored; `InvalidInput` (field
+        `stage`) when the stage's bytes exceed the largest answer (a quarter of the memory
+        limit): open with a larger `Runtime(max_memory_bytes=...)`. Never writes."""
+        return _wit.lift_stage_export(
+            self._call("[method]checkpointer.export-stage", *_ids(run_id, stage))
+        )
+
+    def import_stage(
+        self, exported: t.StageExport, replace_older: bool = False, dry_run: bool = False
+    ) -> t.ImportReceipt:
+        """Recreates an exported stage in this checkpointer's store and namespace, byte for
+        byte, as one conditional commit: puts every entry not already here with the same bytes
+        and, when the export has a latest, removes retained copies it does not hold. Savepoints
+        here under other names stay. Importing the same export again is `IDENTICAL` and writes
+        nothing.
+
+        Refuses, writing nothing: an export too large or with an entry twice (`InvalidInput`,
+        field `exported`); an entry that does not decode or belong to the export (`Corrupt`);
+        a latest here of a later epoch (`Fenced`) or, if different, of the same or a later
+        sequence (`Regression`); a damaged latest here (`Corrupt`); a savepoint here with the
+        same name and other bytes (`InvalidInput`, field `savepoints`); an older latest here
+        without `replace_older` (`InvalidInput`, field `replace-older`). `Conflict` when a
+        writer changed the stage meanwhile (export and import again). With `dry_run` it
+        refuses the same way and answers what it would do, writing nothing. Acks nothing."""
+        lowered = _wit.lower_stage_export(exported)
+        return _wit.lift_import_receipt(
+            self._call(
+                "[method]checkpointer.import-stage",
+                lowered,
+                _wit.boolean(replace_older, "replace-older"),
+                _wit.boolean(dry_run, "dry-run"),
+            )
+        )
+
     def delete(self, run_id: str, stage: str) -> int:
         """Removes every checkpoint of (run_id, stage) in one commit; returns how many entries
         were removed. Also forgets the stage's epoch: only delete a stage no writer uses (to move

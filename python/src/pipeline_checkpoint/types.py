@@ -523,6 +523,74 @@ class StageSummary:
     """How many savepoints are stored."""
 
 
+@dataclass(frozen=True)
+class StoredCopy:
+    """One retained copy of a stage, as stored."""
+
+    sequence: int
+    """The sequence its key names (u64)."""
+    bytes: bytes
+    """The stored bytes (the checkpoint with what is stored beside it)."""
+
+
+@dataclass(frozen=True)
+class StoredSavepoint:
+    """One savepoint of a stage, as stored."""
+
+    name: str
+    bytes: bytes
+    """The stored bytes."""
+
+
+@dataclass(frozen=True)
+class StageExport:
+    """Everything stored for one stage, byte for byte (`Checkpointer.export_stage`), so that
+    `Checkpointer.import_stage` recreates it in another store or namespace with its sequences,
+    epochs, stored ack ids and reset records unchanged.
+
+    Required: `run_id`, `stage`, `latest` (positional in that order, or by name). Optional, by
+    name only: `retained` and `savepoints` (default empty)."""
+
+    run_id: str
+    stage: str
+    latest: bytes | None
+    """The latest's stored bytes; `None` when the stage holds only savepoints."""
+    retained: tuple[StoredCopy, ...] = field(default=(), kw_only=True)
+    """The retained copies, oldest first."""
+    savepoints: tuple[StoredSavepoint, ...] = field(default=(), kw_only=True)
+    """The savepoints, by name."""
+
+    def __post_init__(self) -> None:
+        for name in ("retained", "savepoints"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+
+
+class ImportAction(enum.Enum):
+    """What `Checkpointer.import_stage` did (or, for a dry run, would do) to the stage."""
+
+    CREATED = "created"
+    """Nothing of the stage was stored here: created."""
+    REPLACED = "replaced"
+    """This store held the stage at an older sequence (or part of it): replaced."""
+    IDENTICAL = "identical"
+    """Every entry was here already with the same bytes: nothing written."""
+
+
+@dataclass(frozen=True)
+class ImportReceipt:
+    """What an import wrote (for a dry run: would write)."""
+
+    action: ImportAction
+    keys_written: int
+    """Entries put (latest, retained copies, savepoints)."""
+    keys_removed: int
+    """Retained copies of the replaced chain removed (the export does not hold them)."""
+    bytes_written: int
+    """Bytes put."""
+
+
 # --------------------------------------------------------------------------------------------
 # interface storage (what a Storage implementation receives and returns)
 

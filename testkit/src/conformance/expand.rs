@@ -43,6 +43,8 @@ const COMPONENT_OPS: &[&str] = &[
     "restore-savepoint",
     "delete-savepoint",
     "list-stages",
+    "export-stage",
+    "import-stage",
 ];
 
 /// Ops on the stateless codec: they record their result only.
@@ -63,7 +65,8 @@ fn op_fields(op: &str) -> Option<&'static [&'static str]> {
         "open" => &["options"],
         "write" => &["checkpoint", "batch"],
         "get" | "resume-point" | "history" | "delete" | "recover-acks" | "history-entries"
-        | "list-savepoints" => &["run-id", "stage"],
+        | "list-savepoints" | "export-stage" => &["run-id", "stage"],
+        "import-stage" => &["replace-older", "dry-run"],
         "get-at" => &["run-id", "stage", "sequence"],
         "history-page" => &["run-id", "stage", "request"],
         "reset" => &["request"],
@@ -238,8 +241,16 @@ impl Context<'_> {
             _ => return Err("`steps` must be a non-empty list".into()),
         };
         let mut expanded = Vec::new();
+        let mut exported = false;
         for (i, step) in steps.iter().enumerate() {
             let op = step.get("op").and_then(Value::as_str).unwrap_or("?");
+            // `import-stage` imports what the case's last successful `export-stage` answered.
+            exported |= op == "export-stage";
+            if op == "import-stage" && !exported {
+                return Err(format!(
+                    "step {i} (import-stage): no export-stage step comes before it"
+                ));
+            }
             let more = self
                 .step(step, i)
                 .map_err(|e| format!("step {i} ({op}): {e}"))?;
@@ -368,7 +379,7 @@ impl Context<'_> {
             }
             "get" | "resume-point" | "history" | "delete" | "recover-acks" | "history-entries"
             | "list-savepoints" | "get-at" | "history-page" | "create-savepoint"
-            | "get-savepoint" | "delete-savepoint" | "restore-savepoint" => {
+            | "get-savepoint" | "delete-savepoint" | "restore-savepoint" | "export-stage" => {
                 put("run-id", text("run-id", "run")?);
                 put("stage", text("stage", "stage")?);
                 let u64_of = |name: &str| {
@@ -409,6 +420,15 @@ impl Context<'_> {
                     &wit::reset_request(o.get("request")).map_err(|e| format!("`request`: {e}"))?,
                 ),
             ),
+            "import-stage" => {
+                for name in ["replace-older", "dry-run"] {
+                    match o.get(name) {
+                        None => put(name, json!(false)),
+                        Some(v @ Value::Bool(_)) => put(name, v.clone()),
+                        Some(other) => return Err(format!("`{name}` must be a bool, not {other}")),
+                    }
+                }
+            }
             "list-stages" => put(
                 "run-id",
                 json!(wit::option_string(o.get("run-id")).map_err(|e| format!("`run-id`: {e}"))?),

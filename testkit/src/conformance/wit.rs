@@ -11,10 +11,10 @@
 
 use checkpoint_guest::model::{
     AckOutcome, Admission, BatchProgress, ChangeKind, Changelog, Checkpoint, Completion,
-    Corruption, DriverOptions, Error, HistoryEntry, HistoryPage, HistoryRequest, Message,
-    OperatorState, Options, OverflowPolicy, Policy, ProcessedMessage, Progress, Receipt,
-    ResetOrigin, ResetReceipt, ResetRequest, Resume, ResumeOrigin, ResumePoint, SavepointInfo,
-    SinkPosition, SourcePosition, StageState, StageSummary, Watermark,
+    Corruption, DriverOptions, Error, HistoryEntry, HistoryPage, HistoryRequest, ImportAction,
+    ImportReceipt, Message, OperatorState, Options, OverflowPolicy, Policy, ProcessedMessage,
+    Progress, Receipt, ResetOrigin, ResetReceipt, ResetRequest, Resume, ResumeOrigin, ResumePoint,
+    SavepointInfo, SinkPosition, SourcePosition, StageExport, StageState, StageSummary, Watermark,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -640,6 +640,28 @@ pub fn stage_summary_json(s: &StageSummary) -> Value {
         "reset": s.reset.as_ref().map(reset_origin_json),
         "damage": s.damage.as_ref().map(corruption_json),
         "retained": dec(s.retained), "savepoints": dec(s.savepoints)})
+}
+
+/// `stage-export`: bytes as hex, none as `null`.
+pub fn stage_export_json(e: &StageExport) -> Value {
+    json!({"run-id": e.run_id, "stage": e.stage, "latest": e.latest.as_deref().map(hex),
+        "retained": e.retained.iter()
+            .map(|c| json!({"sequence": dec(c.sequence), "bytes": hex(&c.bytes)}))
+            .collect::<Vec<_>>(),
+        "savepoints": e.savepoints.iter()
+            .map(|s| json!({"name": s.name, "bytes": hex(&s.bytes)}))
+            .collect::<Vec<_>>()})
+}
+
+/// `import-receipt`.
+pub fn import_receipt_json(r: &ImportReceipt) -> Value {
+    let action = match r.action {
+        ImportAction::Created => "created",
+        ImportAction::Replaced => "replaced",
+        ImportAction::Identical => "identical",
+    };
+    json!({"action": action, "keys-written": dec(r.keys_written),
+        "keys-removed": dec(r.keys_removed), "bytes-written": dec(r.bytes_written)})
 }
 
 /// `error`, with its message texts.

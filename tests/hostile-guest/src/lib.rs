@@ -29,8 +29,9 @@ mod bindings {
 
 use bindings::exports::pipeline::checkpoint::checkpointer::{
     self, AckOutcome, Admission, BatchProgress, Changelog, Completion, DriverOptions,
-    HistoryPage, HistoryRequest, Message, Options, ProcessedMessage, Progress, Receipt,
-    ResetReceipt, ResetRequest, Resume, SavepointInfo, StageState, StageSummary,
+    HistoryPage, HistoryRequest, ImportReceipt, Message, Options, ProcessedMessage, Progress,
+    Receipt, ResetReceipt, ResetRequest, Resume, SavepointInfo, StageExport, StageState,
+    StageSummary,
 };
 use bindings::exports::pipeline::checkpoint::codec;
 use bindings::pipeline::checkpoint::types::{
@@ -211,6 +212,14 @@ impl checkpointer::GuestCheckpointer for Hostile {
     fn list_stages(&self, run_id: Option<String>) -> Result<Vec<StageSummary>, Error> {
         misbehave(run_id.as_deref().unwrap_or_default())?;
         Ok(Vec::new())
+    }
+    fn export_stage(&self, run_id: String, _stage: String) -> Result<StageExport, Error> {
+        misbehave(&run_id)?;
+        refuse("export-stage")
+    }
+    fn import_stage(&self, exported: StageExport, _: bool, _: bool) -> Result<ImportReceipt, Error> {
+        misbehave(&exported.run_id)?;
+        refuse("import-stage")
     }
 }
 
