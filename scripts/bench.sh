@@ -3,7 +3,8 @@
 # a small table of the per-call cost of each host on the memory store: the Rust host's figures
 # from that run, and the lines of the Python and Node hosts' own bench scripts when their
 # environments exist; then each host's write and get against its floor (the floor component,
-# target/floor.wasm from `make floor`, making the same import calls and nothing else).
+# target/floor.wasm from `make floor`, making the same import calls and nothing else); then the
+# foreign hosts' large-state rows (Python against Node) and cold starts.
 # Benchmarks are not tests: a missing host is skipped with a message.
 #
 #   scripts/bench.sh                 # after `make build` (make bench does both)
@@ -57,6 +58,7 @@ grep -vE '^(per-call|floor) [a-z]+ ' "$out"
 # compare figures of the same moments; the per-call table keeps the hosts' own per-call runs.
 lines=()
 floors=()
+large=()
 notes=()
 rust=$(grep -m1 '^per-call rust ' "$out" || true)
 if [[ -n $rust ]]; then
@@ -86,6 +88,10 @@ foreign() {
     else
         notes+=("$host: $* printed no floor line (is target/floor.wasm built? make floor)")
     fi
+    # large-state, large-state-floor and cold-start lines, in the order printed.
+    while IFS= read -r line; do
+        large+=("$line")
+    done < <(grep -E "^(large-state|large-state-floor|cold-start) $host " <<<"$output" || true)
 }
 
 python=target/python-venv/bin/python
@@ -133,6 +139,35 @@ for line in "${floors[@]}"; do
     # shellcheck disable=SC2059
     printf "$fmt" "$host" "$w" "$fw" "$rw" "$g" "$fg" "$rg" "$(field noop_us "$line")" \
         "$(field calls "$line")" "${met//_/ }"
+done
+
+echo
+echo "large operator state by host (one state of 1 and 16 MiB, memory store, best of rounds;"
+echo "target: Python's MB/s at least a third of Node's), and each foreign host's cold start"
+fmt='%-8s %-18s %5s %10s %10s %11s %11s\n'
+# shellcheck disable=SC2059
+printf "$fmt" host row mib write_ms get_ms write_mb_s get_mb_s
+# shellcheck disable=SC2059
+printf "$fmt" -------- ------------------ ----- ---------- ---------- ----------- -----------
+for line in "${large[@]}"; do
+    read -r row host _ <<<"$line"
+    if [[ $row == cold-start ]]; then
+        printf '%-8s %-18s %s\n' "$host" "$row" "${line#"$row $host "}"
+        continue
+    fi
+    # shellcheck disable=SC2059
+    printf "$fmt" "$host" "$row" "$(field mib "$line")" "$(field write_ms "$line")" \
+        "$(field get_ms "$line")" "$(field write_mb_s "$line")" "$(field get_mb_s "$line")"
+done
+for mib in 1 16; do
+    py=$(printf '%s\n' "${large[@]}" | grep -m1 "^large-state python mib=$mib " || true)
+    js=$(printf '%s\n' "${large[@]}" | grep -m1 "^large-state node mib=$mib " || true)
+    [[ -n $py && -n $js ]] || continue
+    awk -v mib="$mib" -v pw="$(field write_mb_s "$py")" -v nw="$(field write_mb_s "$js")" \
+        -v pg="$(field get_mb_s "$py")" -v ng="$(field get_mb_s "$js")" 'BEGIN {
+        rw = pw / nw; rg = pg / ng
+        printf "python/node at %s MiB: write %.3f, get %.3f of node MB/s: %s\n", mib, rw, rg,
+            (rw >= 1 / 3 && rg >= 1 / 3) ? "met" : "NOT met" }'
 done
 for note in "${notes[@]}"; do
     echo "$note"

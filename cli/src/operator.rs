@@ -225,6 +225,30 @@ fn receipt_text(codec: &mut Codec, receipt: &ResetReceipt) -> Result<String> {
     Ok(text)
 }
 
+/// The plan of a reset or a restore: where the stage is, where it goes, whom it fences.
+fn move_plan_text(title: &str, now: &str, to: &str, epoch: u64) -> String {
+    format!(
+        "{title}\n  now:   {now}\n  to:    {to}\n  epoch: {epoch} (fences every writer of epoch {} \
+         or below)\n",
+        epoch.saturating_sub(1)
+    )
+}
+
+/// Prints a reset's or a restore's plan with what it did.
+fn emit_moved(
+    out: &Output,
+    codec: &mut Codec,
+    plan: &Value,
+    plan_text: &str,
+    receipt: &ResetReceipt,
+) -> Result<()> {
+    let done = receipt_text(codec, receipt)?;
+    out.emit(
+        &json!({ "plan": plan, "applied": true, "receipt": receipt }),
+        || format!("{plan_text}{done}"),
+    )
+}
+
 pub fn reset(global: &GlobalArgs, out: &Output, args: &ResetArgs) -> Result<()> {
     let StageArgs { run, stage } = &args.stage;
     let (mut checkpointer, mut codec) = open(global)?;
@@ -249,11 +273,11 @@ pub fn reset(global: &GlobalArgs, out: &Output, args: &ResetArgs) -> Result<()> 
         "epoch": epoch,
         "sources_kept": sources.len(),
     });
-    let mut plan_text = format!(
-        "reset {run}/{stage}\n  now:   {}\n  to:    {}\n  epoch: {epoch} (fences every writer of epoch {} or below)\n",
-        resume_label(&mut codec, &resume)?,
-        codec.watermark_label(&watermark)?,
-        epoch.saturating_sub(1),
+    let mut plan_text = move_plan_text(
+        &format!("reset {run}/{stage}"),
+        &resume_label(&mut codec, &resume)?,
+        &codec.watermark_label(&watermark)?,
+        epoch,
     );
     if !sources.is_empty() {
         let _ = writeln!(
@@ -280,11 +304,7 @@ pub fn reset(global: &GlobalArgs, out: &Output, args: &ResetArgs) -> Result<()> 
     let receipt = checkpointer
         .reset(&request)
         .with_context(|| format!("resetting {run}/{stage}"))?;
-    let done = receipt_text(&mut codec, &receipt)?;
-    out.emit(
-        &json!({ "plan": plan, "applied": true, "receipt": receipt }),
-        || format!("{plan_text}{done}"),
-    )
+    emit_moved(out, &mut codec, &plan, &plan_text, &receipt)
 }
 
 pub fn savepoint(global: &GlobalArgs, out: &Output, command: SavepointCommand) -> Result<()> {
@@ -336,11 +356,14 @@ pub fn savepoint(global: &GlobalArgs, out: &Output, command: SavepointCommand) -
                 "to": pinned,
                 "epoch": epoch,
             });
-            let plan_text = format!(
-                "restore {run}/{stage} to savepoint {name:?}\n  now:   {}\n  to:    {} (its position and state)\n  epoch: {epoch} (fences every writer of epoch {} or below)\n",
-                resume_label(&mut codec, &resume)?,
-                codec.checkpoint_label(&pinned)?,
-                epoch.saturating_sub(1),
+            let plan_text = move_plan_text(
+                &format!("restore {run}/{stage} to savepoint {name:?}"),
+                &resume_label(&mut codec, &resume)?,
+                &format!(
+                    "{} (its position and state)",
+                    codec.checkpoint_label(&pinned)?
+                ),
+                epoch,
             );
             if !args
                 .confirm
@@ -351,11 +374,7 @@ pub fn savepoint(global: &GlobalArgs, out: &Output, command: SavepointCommand) -
             let receipt = checkpointer
                 .restore_savepoint(run, stage, name, args.epoch, now_ms())
                 .with_context(|| format!("restoring {run}/{stage} to savepoint {name:?}"))?;
-            let done = receipt_text(&mut codec, &receipt)?;
-            out.emit(
-                &json!({ "plan": plan, "applied": true, "receipt": receipt }),
-                || format!("{plan_text}{done}"),
-            )
+            emit_moved(out, &mut codec, &plan, &plan_text, &receipt)
         }
         SavepointCommand::Delete(args) => {
             let SavepointNameArgs { stage, name } = &args;

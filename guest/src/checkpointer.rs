@@ -1,5 +1,6 @@
 //! The write path and the reads: the durability contract of `checkpointer.wit`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::codec::{self, Decoded, MAX_ACK_ID_BYTES, MAX_ACK_IDS, MAX_SAVEPOINT_NAME_BYTES};
@@ -119,11 +120,7 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
     /// Makes `checkpoint` the durable latest of its stage, then acks `batch`. See `write` in
     /// `checkpointer.wit` for every step and error.
     pub fn write(&mut self, checkpoint: &Checkpoint, batch: &[String]) -> Result<Receipt, Error> {
-        self.check_write(checkpoint, batch)?;
-        let (keys, stored) = self.read_for_write(checkpoint)?;
-        let bytes = codec::encode_stored(checkpoint, batch, None)?;
-        let body_len = codec::checkpoint_body_len(checkpoint);
-        self.finish_write(checkpoint, keys, stored, (bytes, body_len), batch)
+        self.write_cow(Cow::Borrowed(checkpoint), batch)
     }
 
     /// [`Checkpointer::write`] for a caller that gives the checkpoint away (the component's
@@ -133,14 +130,24 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
     /// encoding) and the retained copy reuses the stored latest's place (`WRITE_MEMORY_FACTOR`).
     pub fn write_owned(
         &mut self,
-        mut checkpoint: Checkpoint,
+        checkpoint: Checkpoint,
+        batch: &[String],
+    ) -> Result<Receipt, Error> {
+        self.write_cow(Cow::Owned(checkpoint), batch)
+    }
+
+    fn write_cow(
+        &mut self,
+        mut checkpoint: Cow<'_, Checkpoint>,
         batch: &[String],
     ) -> Result<Receipt, Error> {
         self.check_write(&checkpoint, batch)?;
         let (keys, stored) = self.read_for_write(&checkpoint)?;
         let bytes = codec::encode_stored(&checkpoint, batch, None)?;
         let body_len = codec::checkpoint_body_len(&checkpoint);
-        checkpoint.operator_states = Vec::new();
+        if let Cow::Owned(owned) = &mut checkpoint {
+            owned.operator_states = Vec::new(); // encoded: only the position is read from here on
+        }
         self.finish_write(&checkpoint, keys, stored, (bytes, body_len), batch)
     }
 

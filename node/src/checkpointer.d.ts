@@ -479,8 +479,8 @@ export class Checkpointer implements Disposable {
   resumePoint(runId: string, stage: string): Resume;
   /**
    * Retained checkpoints, oldest first, ending with the latest; empty when nothing is stored.
-   * All in one answer: beyond a quarter of the memory limit an `InvalidInputError` (field
-   * `history`): read them with `historyEntries` or `historyPage`.
+   * Read page by page (the checkpoints of `historyEntries`), so a history larger than one
+   * answer (a quarter of the memory limit) is read all the same.
    */
   history(runId: string, stage: string): Checkpoint[];
   /**

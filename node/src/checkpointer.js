@@ -139,17 +139,17 @@ export class Checkpointer {
 
   /**
    * Retained checkpoints of (runId, stage), oldest first, ending with the latest; empty when
-   * nothing is stored. `CorruptError` when one is damaged. All in one answer: beyond the
-   * largest answer the checkpointer serves (a quarter of its memory limit) it is an
-   * `InvalidInputError` (field `history`): read them with `historyEntries` or `historyPage`.
-   * Never writes.
+   * nothing is stored. `CorruptError` when one is damaged. Read page by page (the checkpoints
+   * of `historyEntries`, as the Rust host's `history`), so a history larger than the largest
+   * answer the checkpointer serves (a quarter of its memory limit) is read all the same; each
+   * page reads the latest again, so a writer committing meanwhile may add its checkpoints to
+   * the end. Never writes.
    * @param {string} runId
    * @param {string} stage
    * @returns {Checkpoint[]}
    */
   history(runId, stage) {
-    const [r, s] = [string(runId, 'run-id'), string(stage, 'stage')];
-    return this.#call('checkpointer.history', (h) => h.history(r, s));
+    return this.historyEntries(runId, stage).map((entry) => entry.checkpoint);
   }
 
   /**

@@ -243,7 +243,7 @@ describe('Checkpointer', () => {
       listKeys: (p) => store.listKeys(p),
     };
     checkpointer = Checkpointer.open(reentrant, null, OPTIONS);
-    assert.throws(() => checkpointer.get('run', 'stage'), (e) => e instanceof StorageError && /`checkpointer.history` was called from inside `checkpointer.get`/.test(e.detail));
+    assert.throws(() => checkpointer.get('run', 'stage'), (e) => e instanceof StorageError && /`checkpointer.history-page` was called from inside `checkpointer.get`/.test(e.detail));
     // The outer call ended cleanly: the checkpointer still serves calls that avoid the loop.
     assert.deepEqual(checkpointer.history('run', 'stage'), []);
   });

@@ -1,8 +1,8 @@
 """The operator tools' wrappers (reset, savepoints, get-at, paged history, list-stages, labels,
 export and import of a stage)
-where they do more than pass a value on: `history_entries` pages through a history too large
-for one answer, values are range-checked before wasm, and options lift to None. The behaviour
-itself is the conformance cases' (tests/conformance/cases/operator-tools.json)."""
+where they do more than pass a value on: `history_entries` and `history` page through a history
+too large for one answer, values are range-checked before wasm, and options lift to None. The
+behaviour itself is the conformance cases' (tests/conformance/cases/operator-tools.json)."""
 
 from __future__ import annotations
 
@@ -50,24 +50,33 @@ def cp(sequence: int, offset: int, *, state: bytes = b"", epoch: int = 1) -> Che
     )
 
 
-def test_history_entries_pages_through_a_history_larger_than_one_answer() -> None:
-    # 16 MiB of memory serves answers of 4 MiB: ten checkpoints of 600 kB need two pages.
-    runtime = Runtime(max_memory_bytes=16 * MiB)
-    options = Options(namespace="test", max_retained=10, max_checkpoint_bytes=1_000_000)
+def test_history_and_history_entries_read_a_history_larger_than_one_answer_whole() -> None:
+    # 8 MiB of memory serves answers of 2 MiB (a quarter) and accepts checkpoints of 300 kB
+    # (3 x (300 kB + 1 MiB) + 4 MiB <= 8 MiB): ten of 250 kB need two pages.
+    runtime = Runtime(max_memory_bytes=8 * MiB)
+    options = Options(namespace="test", max_retained=10, max_checkpoint_bytes=300_000)
     checkpointer = Checkpointer.open(DictStorage(), None, options, runtime=runtime)
-    written = [cp(s, s, state=bytes([s]) * 600_000) for s in range(1, 11)]
+    written = [cp(s, s, state=bytes([s]) * 250_000) for s in range(1, 11)]
     for c in written:
         checkpointer.write(c)
-    with pytest.raises(InvalidInput) as too_large:
-        checkpointer.history("run", "stage")
-    assert too_large.value.field == "history"
 
+    # The component's own limit: its one-answer `history` export refuses this history, and a
+    # page of the largest size (max_bytes 0) holds fewer than all.
+    with pytest.raises(InvalidInput) as too_large:
+        checkpointer._call("[method]checkpointer.history", "run", "stage")
+    assert too_large.value.field == "history"
     first = checkpointer.history_page("run", "stage", HistoryRequest(100))
     assert first.next_after is not None and 0 < len(first.entries) < 10
+
+    # The host reads it whole all the same, page by page, as the Rust host does.
     entries = checkpointer.history_entries("run", "stage")
     assert [e.checkpoint for e in entries] == written
     assert all(isinstance(e, HistoryEntry) and e.reset is None for e in entries)
-    assert all(e.encoded_bytes > 600_000 for e in entries)
+    assert all(e.encoded_bytes > 250_000 for e in entries)
+    history = checkpointer.history("run", "stage")
+    assert history == written
+    assert history[-1] == checkpointer.get("run", "stage")
+    assert history == [e.checkpoint for e in entries]
 
 
 def test_history_entries_of_nothing_is_empty_and_small_pages_concatenate() -> None:

@@ -368,10 +368,6 @@ def lift_checkpoint(r: Any) -> t.Checkpoint:
     )
 
 
-def lift_checkpoints(rs: Iterable[Any]) -> list[t.Checkpoint]:
-    return [lift_checkpoint(r) for r in rs]
-
-
 def lift_point(r: Any) -> t.ResumePoint:
     return t.ResumePoint(
         run_id=_get(r, "run-id"),

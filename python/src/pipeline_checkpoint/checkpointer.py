@@ -117,13 +117,12 @@ class Checkpointer:
 
     def history(self, run_id: str, stage: str) -> list[t.Checkpoint]:
         """The retained checkpoints of (run_id, stage), oldest first, ending with the latest;
-        empty when none. `Corrupt` when one of them is damaged. All in one answer: beyond the
-        largest answer the checkpointer serves (a quarter of its memory limit) it raises
-        `InvalidInput` (field `history`): read them with `history_entries` or `history_page`.
-        Never writes."""
-        return _wit.lift_checkpoints(
-            self._call("[method]checkpointer.history", *_ids(run_id, stage))
-        )
+        empty when none. `Corrupt` when one of them is damaged. Read page by page (the
+        checkpoints of `history_entries`, as the Rust host's `history`), so a history larger
+        than the largest answer the checkpointer serves (a quarter of its memory limit) is read
+        all the same; each page reads the latest again, so a writer committing meanwhile may add
+        its checkpoints to the end. Never writes."""
+        return [entry.checkpoint for entry in self.history_entries(run_id, stage)]
 
     def history_page(self, run_id: str, stage: str, request: t.HistoryRequest) -> t.HistoryPage:
         """One page of the retained checkpoints of (run_id, stage), oldest first: those after
