@@ -281,6 +281,27 @@ fn refusal(err: HostError, side: &str) -> Result<(Action, Option<ImportReceipt>)
         HostError::Checkpoint(CheckpointError::Storage(_) | CheckpointError::BrokenStore(_)) => {
             Err(fail(STORAGE_EXIT, format!("{side}: {err}")))
         }
+        HostError::Checkpoint(CheckpointError::Regression(r)) => Ok((
+            Action::Refuse(format!(
+                "{side} holds #{} at offset {}, as new or newer than #{} at offset {}: not \
+                 overwritten",
+                r.stored_sequence,
+                r.stored_watermark.offset,
+                r.attempted_sequence,
+                r.attempted_watermark.offset
+            )),
+            None,
+        )),
+        HostError::Checkpoint(CheckpointError::Fenced(f)) => Ok((
+            Action::Refuse(format!(
+                "{side} is owned by epoch {}, later than the copy's epoch {}: not overwritten",
+                f.stored_epoch, f.attempted_epoch
+            )),
+            None,
+        )),
+        HostError::Checkpoint(CheckpointError::Invalid(i)) => {
+            Ok((Action::Refuse(format!("{side}: {}", i.reason)), None))
+        }
         HostError::Checkpoint(_) => Ok((Action::Refuse(format!("{side}: {err}")), None)),
         _ => Err(anyhow::Error::new(err).context(format!("copying a stage ({side})"))),
     }
