@@ -60,8 +60,11 @@ pub struct CopyArgs {
 enum Action {
     /// The target holds nothing of the stage.
     Create,
-    /// The target holds the stage at an older sequence (or only part of it): replaced.
+    /// The target holds part of the stage (or, with `--yes`, an older chain): replaced.
     Replace,
+    /// Planned only: the target holds the stage at an older checkpoint, which only `--yes`
+    /// replaces.
+    ReplaceOlder,
     /// Every key is already on the target with the same bytes: skipped.
     Identical,
     /// Not copied, and why.
@@ -132,15 +135,15 @@ pub fn run(global: &GlobalArgs, out: &Output, args: &CopyArgs) -> Result<()> {
     let mut source = open(&args.from, "source")?;
     let mut target = open(&args.to, "target")?;
 
-    // Plan every stage first (dry runs), so that a copy that would replace anything stops
-    // before writing.
+    // Plan every stage first (dry runs), so that a copy that would replace an older stage
+    // stops before writing anything unless `--yes` allows it.
     let mut planned = Vec::with_capacity(stages.len());
     for stage in stages.values() {
-        planned.push(transfer(&mut source, &mut target, stage, true, true)?);
+        planned.push(transfer(&mut source, &mut target, stage, false, true)?);
     }
     let replacing = planned
         .iter()
-        .filter(|(action, _)| *action == Action::Replace)
+        .filter(|(action, _)| *action == Action::ReplaceOlder)
         .count();
     if args.dry_run || (replacing > 0 && !args.yes) {
         tally(&mut report, &stages, &planned);
@@ -270,6 +273,12 @@ fn transfer(
             };
             Ok((action, Some(receipt)))
         }
+        // In the plan, the one refusal `--yes` lifts.
+        Err(HostError::Checkpoint(CheckpointError::Invalid(i)))
+            if dry_run && i.field == "replace-older" =>
+        {
+            Ok((Action::ReplaceOlder, None))
+        }
         Err(err) => refusal(err, "the target"),
     }
 }
@@ -324,7 +333,7 @@ fn tally(
     for (stage, (action, receipt)) in stages.values().zip(outcomes) {
         match action {
             Action::Create => report.created += 1,
-            Action::Replace => report.replaced += 1,
+            Action::Replace | Action::ReplaceOlder => report.replaced += 1,
             Action::Identical => report.identical += 1,
             Action::Refuse(reason) => report.refused.push(Refusal {
                 run_id: stage.run_id.clone(),

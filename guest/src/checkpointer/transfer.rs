@@ -92,6 +92,14 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
     ) -> Result<ImportReceipt, Error> {
         check_id("run-id", &export.run_id)?;
         check_id("stage", &export.stage)?;
+        if export.latest.is_none() && !export.retained.is_empty() {
+            // Retained copies belong to a chain whose latest decides what they may replace.
+            return Err(invalid(
+                "exported",
+                "retained copies without a latest: the exported stage has lost its latest \
+                 (run `ckpt verify` on it); export it again once it has one",
+            ));
+        }
         let keys = self.keys(&export.run_id, &export.stage);
         let size: u64 = entries(&export).map(|(_, bytes)| bytes.len() as u64).sum();
         let budget = self.answer_budget();
@@ -196,22 +204,19 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
         let created = present.is_empty();
         let has_latest = export.latest.is_some();
         let mut writes = Vec::new();
-        let mut latest_write = None;
         let (mut keys_written, mut bytes_written) = (0u32, 0u64);
         let mut put = |key: String, bytes: Vec<u8>, writes: &mut Vec<Write>| {
             let current = present.get(&key);
             if current.is_some_and(|p| p.same) {
-                return None;
+                return;
             }
             keys_written += 1;
             bytes_written += bytes.len() as u64;
-            let write = Write {
+            writes.push(Write {
                 expected_version: Some(current.map_or(0, |p| p.version)),
                 key,
                 op: WriteOp::Put(bytes),
-            };
-            writes.push(write);
-            Some(())
+            });
         };
         let StageExport {
             latest,
@@ -229,12 +234,6 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
                 &mut writes,
             );
         }
-        if let Some(bytes) = latest {
-            let mut last = Vec::new();
-            if put(latest_key.clone(), bytes, &mut last).is_some() {
-                latest_write = last.pop();
-            }
-        }
         let mut keys_removed = 0u32;
         if has_latest {
             for (key, entry) in &present {
@@ -250,7 +249,21 @@ impl<S: Storage, C: Consumer> Checkpointer<S, C> {
                 }
             }
         }
-        writes.extend(latest_write);
+        if let Some(bytes) = latest {
+            let here = present.get(&latest_key);
+            // A latest here with the same bytes is put again only to condition the other writes
+            // on it: a writer that commits meanwhile then makes the import conflict instead of
+            // mixing retained copies into its newer chain.
+            if here.is_none_or(|p| !p.same) || !writes.is_empty() {
+                keys_written += 1;
+                bytes_written += bytes.len() as u64;
+                writes.push(Write {
+                    key: latest_key,
+                    expected_version: Some(here.map_or(0, |p| p.version)),
+                    op: WriteOp::Put(bytes),
+                });
+            }
+        }
         let action = if writes.is_empty() {
             ImportAction::Identical
         } else if created {

@@ -286,3 +286,33 @@ fn an_export_is_bounded_by_the_memory_limit() {
         "{err:?}"
     );
 }
+
+#[test]
+fn retained_copies_need_their_latest_and_an_import_is_conditional_on_the_latest_here() {
+    let mut a = source();
+    let export = a.export_stage("run", "stage").unwrap();
+
+    // Retained copies without their latest could overwrite the copies of a newer chain.
+    let mut headless = export.clone();
+    headless.latest = None;
+    let mut b = open_in("b", 3);
+    b.write(&at(9, 5, 8), &[]).unwrap();
+    let before = stage_bytes(&mut b, "b");
+    let err = b.import_stage(headless, true, false).unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(i) if i.field == "exported"),
+        "{err:?}"
+    );
+    assert_eq!(stage_bytes(&mut b, "b"), before);
+
+    // The same latest here, a retained copy missing: the copy is put, and the latest again
+    // with its version, so that the commit fails if a writer moved the stage meanwhile.
+    let mut c = open_in("c", 3);
+    c.import_stage(export.clone(), false, false).unwrap();
+    let missing = StageKeys::new("c", "run", "stage").history(3);
+    c.storage_mut().remove_raw(&missing);
+    let receipt = c.import_stage(export.clone(), false, false).unwrap();
+    assert_eq!(receipt.action, ImportAction::Replaced);
+    assert_eq!((receipt.keys_written, receipt.keys_removed), (2, 0));
+    assert_eq!(stage_bytes(&mut a, "a"), stage_bytes(&mut c, "c"));
+}
