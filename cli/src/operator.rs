@@ -611,6 +611,27 @@ fn apply_removals(checkpointer: &mut Checkpointer, removals: &mut [Removal]) -> 
     Ok(())
 }
 
+/// Prints the plan and stops unless confirmed; then removes the stages, one commit each, and
+/// prints the plan again with what each removal did (`plan` renders it from the removals).
+fn confirm_and_remove(
+    out: &Output,
+    confirm: &Confirm,
+    what: &str,
+    checkpointer: &mut Checkpointer,
+    removals: &mut [Removal],
+    plan: impl Fn(&[Removal]) -> Value,
+    plan_text: &str,
+) -> Result<()> {
+    if !confirm.proceed(out, what, &plan(removals), plan_text)? {
+        return Ok(());
+    }
+    apply_removals(checkpointer, removals)?;
+    let done = removed_summary(removals);
+    out.emit(&json!({ "plan": plan(removals), "applied": true }), || {
+        format!("{plan_text}{done}")
+    })
+}
+
 fn removed_summary(removals: &[Removal]) -> String {
     let entries: u64 = removals
         .iter()
@@ -648,18 +669,15 @@ pub fn delete_run(global: &GlobalArgs, out: &Output, args: &DeleteRunArgs) -> Re
         removals.len(),
         removal_text(&removals)
     );
-    let plan = json!({ "run_id": args.run, "stages": removals });
-    if !args
-        .confirm
-        .proceed(out, "delete the run", &plan, &plan_text)?
-    {
-        return Ok(());
-    }
-    apply_removals(&mut checkpointer, &mut removals)?;
-    let done = removed_summary(&removals);
-    out.emit(
-        &json!({ "plan": { "run_id": args.run, "stages": removals }, "applied": true }),
-        || format!("{plan_text}{done}"),
+    let plan = |removals: &[Removal]| json!({ "run_id": args.run, "stages": removals });
+    confirm_and_remove(
+        out,
+        &args.confirm,
+        "delete the run",
+        &mut checkpointer,
+        &mut removals,
+        plan,
+        &plan_text,
     )
 }
 
@@ -709,32 +727,19 @@ pub fn gc(global: &GlobalArgs, out: &Output, args: &GcArgs) -> Result<()> {
             damaged.join(", ")
         );
     }
-    let plan = json!({
-        "now_ms": now,
-        "cutoff_ms": cutoff,
-        "stages": removals,
-        "damaged_kept": damaged,
-    });
+    let plan = |removals: &[Removal]| json!({ "now_ms": now, "cutoff_ms": cutoff, "stages": removals, "damaged_kept": damaged });
     if removals.is_empty() {
-        return out.emit(&json!({ "plan": plan, "applied": true }), || {
+        return out.emit(&json!({ "plan": plan(&removals), "applied": true }), || {
             format!("{plan_text}nothing to remove\n")
         });
     }
-    if !args
-        .confirm
-        .proceed(out, "remove these stages", &plan, &plan_text)?
-    {
-        return Ok(());
-    }
-    apply_removals(&mut checkpointer, &mut removals)?;
-    let done = removed_summary(&removals);
-    let plan = json!({
-        "now_ms": now,
-        "cutoff_ms": cutoff,
-        "stages": removals,
-        "damaged_kept": damaged,
-    });
-    out.emit(&json!({ "plan": plan, "applied": true }), || {
-        format!("{plan_text}{done}")
-    })
+    confirm_and_remove(
+        out,
+        &args.confirm,
+        "remove these stages",
+        &mut checkpointer,
+        &mut removals,
+        plan,
+        &plan_text,
+    )
 }
